@@ -1,0 +1,122 @@
+package vfs
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// Source is random-access bytes of one file: a local file, a file on a datastore read with HTTP
+// Range requests, a file read over SFTP, an NBD export, a member of an OVA. Formats (VMDK) read
+// their descriptors, tables and grains from Sources.
+//
+// ReadAt follows io.ReaderAt (a short read only at the end, with io.EOF). Implementations MUST be
+// safe for concurrent use; remote ones retry transient errors within their own budget.
+type Source interface {
+	ReadAt(ctx context.Context, p []byte, off int64) (int, error)
+	Size() int64
+	// Name is the file's location as the user would recognise it (a path or a URL without
+	// credentials); it appears in error messages.
+	Name() string
+	Close() error
+}
+
+// Opener opens files that are named relative to other files: the extents a descriptor lists and
+// the parent a delta names. Every file of one VMDK chain is opened through one Opener, so a chain
+// on a datastore is read from the datastore.
+type Opener interface {
+	// Open opens the file at the location name, as returned by Resolve or given by the user.
+	Open(ctx context.Context, name string) (Source, error)
+	// Resolve returns the location of the file called rel in a descriptor found at base. It
+	// MUST refuse (ErrChain) a rel that would leave the folder tree the Opener allows.
+	Resolve(base, rel string) (string, error)
+}
+
+// LocalOpener opens local files. Relative names resolve against the folder of the file naming
+// them; absolute names are allowed (VMware writes absolute parent hints) but are still checked
+// against Root when Root is set.
+type LocalOpener struct {
+	// Root, when not empty, is the folder no resolved name may leave.
+	Root string
+}
+
+var _ Opener = LocalOpener{}
+
+// Open opens a local file read-only.
+func (o LocalOpener) Open(ctx context.Context, name string) (Source, error) {
+	return OpenFile(name)
+}
+
+// Resolve resolves rel against the folder of base.
+func (o LocalOpener) Resolve(base, rel string) (string, error) {
+	var p string
+	if filepath.IsAbs(rel) {
+		p = filepath.Clean(rel)
+	} else {
+		p = filepath.Join(filepath.Dir(base), rel)
+	}
+	if o.Root != "" {
+		r, err := filepath.Rel(filepath.Clean(o.Root), p)
+		if err != nil || r == ".." || len(r) >= 3 && r[:3] == "../" {
+			return "", fmt.Errorf("%q named in %s leaves %s: %w", rel, base, o.Root, ErrChain)
+		}
+	}
+	return p, nil
+}
+
+// File is a local file as a Source.
+type File struct {
+	f    *os.File
+	size int64
+	name string
+}
+
+var _ Source = (*File)(nil)
+
+// OpenFile opens a local file read-only as a Source.
+func OpenFile(name string) (*File, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, fmt.Errorf("open %s: %w", name, ErrNotFound)
+		}
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if st.IsDir() {
+		f.Close()
+		return nil, fmt.Errorf("open %s: is a directory", name)
+	}
+	return &File{f: f, size: st.Size(), name: name}, nil
+}
+
+func (f *File) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	return f.f.ReadAt(p, off)
+}
+
+func (f *File) Size() int64  { return f.size }
+func (f *File) Name() string { return f.name }
+func (f *File) Close() error { return f.f.Close() }
+func (f *File) Fd() uintptr  { return f.f.Fd() }
+
+// ReadFull reads len(p) bytes at off from s, turning a short read into an error that names the
+// source: io.ErrUnexpectedEOF wrapped with ErrTruncated.
+func ReadFull(ctx context.Context, s Source, p []byte, off int64) error {
+	n, err := s.ReadAt(ctx, p, off)
+	if n == len(p) {
+		return nil
+	}
+	if err == nil || err == io.EOF {
+		return fmt.Errorf("%s: %d bytes at offset %d: file ends at %d: %w", s.Name(), len(p), off, s.Size(), ErrTruncated)
+	}
+	return err
+}
