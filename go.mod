@@ -12,5 +12,8 @@ require (
 	golang.org/x/crypto v0.59.0 // indirect
 	golang.org/x/sync v0.25.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
+	libguestfs.org/guestfs v0.0.0
 	libvirt.org/go/libvirtxml v1.12008.0 // indirect
 )
+
+replace libguestfs.org/guestfs => ./.deps/guestfs
