@@ -2,8 +2,11 @@ module github.com/h2kvm/h2kvm
 
 go 1.26.0
 
+require libguestfs.org/guestfs v0.0.0
+
 require (
 	github.com/alecthomas/kong v1.17.0 // indirect
+	github.com/google/uuid v1.6.0 // indirect
 	github.com/hanwen/go-fuse/v2 v2.12.1 // indirect
 	github.com/kr/fs v0.1.0 // indirect
 	github.com/pkg/sftp v1.13.12 // indirect
@@ -12,7 +15,7 @@ require (
 	golang.org/x/crypto v0.59.0 // indirect
 	golang.org/x/sync v0.25.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
-	libguestfs.org/guestfs v0.0.0
+	golang.org/x/text v0.44.0 // indirect
 	libvirt.org/go/libvirtxml v1.12008.0 // indirect
 )
 

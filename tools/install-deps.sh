@@ -18,15 +18,18 @@ PKGS=(
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-daemon-system libxml2-utils
   # test guest builder and the peer converter
   debootstrap virt-v2v dosfstools
-  # benchmarks and tests
-  curl openssh-client openssh-server netcat-openbsd
+  # benchmarks and tests (sfdisk and mke2fs build test disks without libguestfs; pgrep in CI)
+  curl openssh-client openssh-server netcat-openbsd fdisk e2fsprogs procps
 )
 
+# One dpkg-query for all packages keeps the already-installed case fast (make runs this each time).
+declare -A installed=()
+while read -r name status; do
+  [ "$status" = "installed" ] && installed[$name]=1
+done < <(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${PKGS[@]}" 2>/dev/null || true)
 missing=()
 for p in "${PKGS[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$p")
-  fi
+  [ -n "${installed[$p]:-}" ] || missing+=("$p")
 done
 
 if [ ${#missing[@]} -eq 0 ]; then

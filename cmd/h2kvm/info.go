@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/h2kvm/h2kvm/vfs/source"
+	"github.com/h2kvm/h2kvm/vfs/vmdk"
+)
+
+// InfoCmd is `h2kvm info`.
+type InfoCmd struct {
+	Source            string `arg:"" help:"The disk: a .vmdk descriptor or monolithic file, https://…, ssh://…, nbd://…."`
+	JSON              bool   `help:"Print the chain as JSON on stdout."`
+	IgnoreCIDMismatch bool   `help:"Open a chain whose parentCID does not match its parent's CID (reported as a warning)."`
+}
+
+func (c *InfoCmd) Help() string {
+	return `Opens a VMDK and every parent it names, and prints the chain top link first, like
+'qemu-img info --backing-chain': for each link its file, createType, CID and parentCID, the
+parent hint and where it was found, the virtual size, and each extent with its type, on-disk
+format, file and allocated bytes. Nothing is written; remote files are read, not copied.`
+}
+
+func (c *InfoCmd) Run(ctx context.Context, g *Globals) error {
+	opener, name, err := source.Open(ctx, c.Source, source.ConfigFromEnv())
+	if err != nil {
+		return err
+	}
+	chain, err := vmdk.Open(ctx, opener, name, vmdk.Options{IgnoreCIDMismatch: c.IgnoreCIDMismatch})
+	if err != nil {
+		return err
+	}
+	defer chain.Close()
+	info, err := chain.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		enc := json.NewEncoder(g.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(info)
+	}
+	printChain(g.Stdout, info)
+	return nil
+}
+
+// printChain writes the text form of info.
+func printChain(w io.Writer, info vmdk.ChainInfo) {
+	for i, l := range info.Links {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "image: %s\n", l.File)
+		fmt.Fprintf(w, "file format: vmdk\n")
+		fmt.Fprintf(w, "virtual size: %s (%d bytes)\n", humanBytes(l.VirtualSize), l.VirtualSize)
+		fmt.Fprintf(w, "allocated: %s (%d bytes)\n", humanBytes(l.AllocatedBytes), l.AllocatedBytes)
+		if l.CreateType != "" {
+			fmt.Fprintf(w, "create type: %s\n", l.CreateType)
+		}
+		if l.EmbeddedDescriptor {
+			fmt.Fprintf(w, "descriptor: embedded\n")
+		}
+		if l.CID != "" {
+			fmt.Fprintf(w, "CID: %s\n", l.CID)
+		}
+		if l.ParentCID != "" {
+			fmt.Fprintf(w, "parent CID: %s\n", l.ParentCID)
+		}
+		if l.ParentHint != "" {
+			fmt.Fprintf(w, "backing file: %s", l.ParentHint)
+			if l.Parent != "" && l.Parent != l.ParentHint {
+				fmt.Fprintf(w, " (found at %s)", l.Parent)
+			}
+			fmt.Fprintln(w)
+		}
+		if l.AdapterType != "" {
+			fmt.Fprintf(w, "adapter type: %s\n", l.AdapterType)
+		}
+		if l.HWVersion != "" {
+			fmt.Fprintf(w, "virtual hardware version: %s\n", l.HWVersion)
+		}
+		fmt.Fprintf(w, "extents:\n")
+		for j, e := range l.Extents {
+			fmt.Fprintf(w, "  [%d] %s %s format=%s virtual=%d allocated=%d", j, e.Access, e.Type, e.Format, e.VirtualSize, e.AllocatedBytes)
+			if e.File != "" {
+				fmt.Fprintf(w, " file=%s", e.File)
+			}
+			if e.FileOffset != 0 {
+				fmt.Fprintf(w, " offset=%d", e.FileOffset)
+			}
+			fmt.Fprintln(w)
+			for _, n := range e.Notes {
+				fmt.Fprintf(w, "      note: %s\n", n)
+			}
+		}
+	}
+	if len(info.Warnings) > 0 {
+		fmt.Fprintf(w, "\nwarnings:\n  %s\n", strings.Join(info.Warnings, "\n  "))
+	}
+}
+
+// humanBytes formats n in binary units, as qemu-img does.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	units := "KMGTPE"
+	v, i := float64(n)/unit, 0
+	for v >= unit && i < len(units)-1 {
+		v /= unit
+		i++
+	}
+	return fmt.Sprintf("%.3g %ciB", v, units[i])
+}

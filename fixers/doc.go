@@ -1,0 +1,12 @@
+// Package fixers holds what every guest fixer shares: the record of a change made to a guest
+// (Change) and the report of one run of fixes (Report). The fixers themselves live in
+// sub-packages: fixers/linux for Linux guests, fixers/windows for Windows guests (the two never
+// import each other), fixers/gfs for opening libguestfs sessions.
+//
+// Contract for every fixer:
+//   - It is offline: it changes the guest's disks through libguestfs, never a running guest.
+//   - It is idempotent: running it on its own output records no change.
+//   - It records every file it writes, creates or deletes, and every guest command it runs,
+//     as a Change with the content before and after, so a report can be reviewed and a change
+//     undone by hand.
+package fixers

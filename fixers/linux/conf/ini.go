@@ -1,0 +1,194 @@
+package conf
+
+import (
+	"strings"
+)
+
+// INI-style files: systemd .link/.network/.netdev units and NetworkManager keyfiles.
+
+// INIKey is one key=value line.
+type INIKey struct {
+	Line    int    `json:"line"`
+	Section string `json:"section"`
+	Key     string `json:"key"`
+	Value   string `json:"value"`
+}
+
+// ParseINI returns the key=value lines with their section. Comments (# and ;) and lines that
+// are not assignments are skipped.
+func ParseINI(text string) []INIKey {
+	var out []INIKey
+	sec := ""
+	for i, line := range strings.Split(text, "\n") {
+		t := strings.TrimSpace(line)
+		if t == "" || t[0] == '#' || t[0] == ';' {
+			continue
+		}
+		if t[0] == '[' {
+			if j := strings.IndexByte(t, ']'); j > 0 {
+				sec = t[1:j]
+			}
+			continue
+		}
+		k, v, ok := strings.Cut(t, "=")
+		if !ok {
+			continue
+		}
+		out = append(out, INIKey{Line: i, Section: sec, Key: strings.TrimSpace(k), Value: strings.TrimSpace(v)})
+	}
+	return out
+}
+
+// INIValues returns the values of key in section, in order.
+func INIValues(text, section, key string) []string {
+	var out []string
+	for _, k := range ParseINI(text) {
+		if k.Section == section && k.Key == key {
+			out = append(out, k.Value)
+		}
+	}
+	return out
+}
+
+// INIGet returns the last value of key in section.
+func INIGet(text, section, key string) string {
+	v := INIValues(text, section, key)
+	if len(v) == 0 {
+		return ""
+	}
+	return v[len(v)-1]
+}
+
+// VMwareNICDrivers are the drivers of the virtual NICs VMware offers.
+var VMwareNICDrivers = map[string]bool{"vmxnet3": true, "vmxnet": true, "vmxnet2": true,
+	"e1000": true, "e1000e": true, "pcnet32": true, "vlance": true}
+
+// VMwareOnlyModules are kernel modules that only make sense on VMware virtual hardware.
+var VMwareOnlyModules = map[string]bool{"vmxnet3": true, "vmxnet": true, "vmw_pvscsi": true,
+	"vmw_balloon": true, "vmw_vmci": true, "vmw_vsock_vmci_transport": true, "vmwgfx": true,
+	"mptspi": true, "mptbase": true, "mptscsih": true}
+
+// SystemdMatchIdentifying are [Match] keys that single a device out; the others (Type,
+// Virtualization, Host, ...) match whole classes.
+var systemdMatchIdentifying = map[string]bool{"MACAddress": true, "PermanentMACAddress": true,
+	"Name": true, "Driver": true, "Path": true, "Property": true}
+
+// RewriteSystemdMatch makes the [Match] section of a systemd .link or .network file match the
+// KVM NIC: MACAddress=/PermanentMACAddress= lines whose addresses are not all kept, Driver=
+// lines naming VMware NIC drivers and Path= lines (PCI paths change) are commented out; if no
+// identifying match key is left, Driver=<driver> is added. keep reports whether a MAC stays
+// the same on KVM (the domain keeps it).
+func RewriteSystemdMatch(text string, keep func(mac string) bool, driver, note string) (string, bool) {
+	lines := strings.Split(text, "\n")
+	changed := false
+	matchStart, matchEnd := -1, -1 // line range of [Match] (body start, exclusive end)
+	sec := ""
+	for i, line := range lines {
+		t := strings.TrimSpace(line)
+		if strings.HasPrefix(t, "[") {
+			if sec == "Match" && matchEnd < 0 {
+				matchEnd = i
+			}
+			if j := strings.IndexByte(t, ']'); j > 0 {
+				sec = t[1:j]
+			}
+			if sec == "Match" && matchStart < 0 {
+				matchStart = i + 1
+			}
+		}
+	}
+	if matchStart < 0 {
+		return text, false
+	}
+	if matchEnd < 0 {
+		matchEnd = len(lines)
+	}
+	identifying := false
+	for i := matchStart; i < matchEnd; i++ {
+		t := strings.TrimSpace(lines[i])
+		if t == "" || t[0] == '#' || t[0] == ';' {
+			continue
+		}
+		k, v, ok := strings.Cut(t, "=")
+		if !ok {
+			continue
+		}
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		drop := false
+		switch k {
+		case "MACAddress", "PermanentMACAddress":
+			for _, m := range strings.Fields(v) {
+				if !keep(m) {
+					drop = true
+				}
+			}
+		case "Driver":
+			for _, d := range strings.Fields(v) {
+				if VMwareNICDrivers[strings.TrimPrefix(d, "!")] {
+					drop = true
+				}
+			}
+		case "Path":
+			drop = true
+		}
+		if drop {
+			lines[i] = "#" + t + "  # " + note
+			changed = true
+			continue
+		}
+		if systemdMatchIdentifying[k] && v != "" {
+			identifying = true
+		}
+	}
+	if !identifying {
+		// Insert after the last non-blank line of the section.
+		at := matchEnd
+		for at > matchStart && strings.TrimSpace(lines[at-1]) == "" {
+			at--
+		}
+		lines = append(lines[:at], append([]string{"Driver=" + driver}, lines[at:]...)...)
+		changed = true
+	}
+	return strings.Join(lines, "\n"), changed
+}
+
+// RemoveINIKeys comments out the key lines of section for which drop(value) is true.
+func RemoveINIKeys(text, section, key string, drop func(value string) bool, note string) (string, bool) {
+	lines := strings.Split(text, "\n")
+	changed := false
+	for _, k := range ParseINI(text) {
+		if k.Section == section && k.Key == key && drop(k.Value) {
+			lines[k.Line] = "#" + strings.TrimSpace(lines[k.Line]) + "  # " + note
+			changed = true
+		}
+	}
+	return strings.Join(lines, "\n"), changed
+}
+
+// NormalizeMAC lower-cases a MAC address and turns - into :; "" for anything that is not six
+// hex octets.
+func NormalizeMAC(s string) string {
+	s = strings.ToLower(strings.Trim(strings.TrimSpace(s), `"'`))
+	s = strings.ReplaceAll(s, "-", ":")
+	parts := strings.Split(s, ":")
+	if len(parts) != 6 {
+		return ""
+	}
+	for _, p := range parts {
+		if len(p) != 2 || strings.Trim(p, "0123456789abcdef") != "" {
+			return ""
+		}
+	}
+	return s
+}
+
+// IsVMwareMAC reports whether a MAC address is in one of VMware's OUIs.
+func IsVMwareMAC(mac string) bool {
+	m := NormalizeMAC(mac)
+	for _, oui := range []string{"00:50:56:", "00:0c:29:", "00:05:69:", "00:1c:14:"} {
+		if strings.HasPrefix(m, oui) {
+			return true
+		}
+	}
+	return false
+}

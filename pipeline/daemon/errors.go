@@ -1,0 +1,15 @@
+package daemon
+
+import "errors"
+
+var (
+	// ErrBadSpec: an export request is malformed (bad name, missing source). Permanent.
+	ErrBadSpec = errors.New("bad export request")
+	// ErrNoExport: no export has that name. Permanent.
+	ErrNoExport = errors.New("no such export")
+	// ErrExists: an export of that name exists already. Permanent.
+	ErrExists = errors.New("export exists")
+	// ErrSource: the export's source could not be opened or is not a readable disk. Permanent
+	// for this request; the source may be fixed and the request repeated.
+	ErrSource = errors.New("cannot open source")
+)

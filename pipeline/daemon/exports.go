@@ -1,0 +1,358 @@
+package daemon
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/h2kvm/h2kvm/nbdserve"
+	"github.com/h2kvm/h2kvm/store"
+	"github.com/h2kvm/h2kvm/vfs"
+	"github.com/h2kvm/h2kvm/vfs/cache"
+	"github.com/h2kvm/h2kvm/vfs/overlay"
+	"github.com/h2kvm/h2kvm/vfs/source"
+	"github.com/h2kvm/h2kvm/vfs/vmdk"
+)
+
+// export is one served device stack.
+type export struct {
+	// set once by open
+	spec    ExportSpec
+	created time.Time
+	chain   *vmdk.Chain
+	overlay *overlay.Overlay // nil for read-only exports
+	dev     vfs.Device       // what clients see: overlay or chain
+	files   []string         // locations of the remote files read through caches
+}
+
+// ExportInfo describes an export for the control API.
+type ExportInfo struct {
+	ExportSpec
+	Created     time.Time       `json:"created"`
+	VirtualSize int64           `json:"virtual_size"`
+	Chain       *vmdk.ChainInfo `json:"chain,omitempty"`
+	Stats       ExportStats     `json:"stats"`
+}
+
+// ExportStats are the counters of one export.
+type ExportStats struct {
+	// Remote source reads (zero for local files, which are not cached).
+	FetchedBytes  int64 `json:"fetched_bytes"`
+	FetchRequests int64 `json:"fetch_requests"`
+	CacheHitBytes int64 `json:"cache_hit_bytes"`
+	CacheHits     int64 `json:"cache_hits"`
+	CachedBytes   int64 `json:"cached_bytes"`
+	// Overlay (writable exports).
+	OverlayBytes int64 `json:"overlay_bytes"`
+	BytesWritten int64 `json:"bytes_written"`
+	// NBD.
+	NBDConnections int64  `json:"nbd_connections"`
+	NBDRequests    uint64 `json:"nbd_requests"`
+	NBDErrors      uint64 `json:"nbd_errors"`
+	NBDBytesRead   uint64 `json:"nbd_bytes_read"`
+}
+
+// CreateExport opens spec's source and serves it. The export is recorded in the store and
+// restored when the daemon restarts.
+func (d *Daemon) CreateExport(ctx context.Context, spec ExportSpec) (ExportInfo, error) {
+	if err := validName(spec.Name); err != nil {
+		return ExportInfo{}, err
+	}
+	if spec.Source == "" {
+		return ExportInfo{}, fmt.Errorf("export %q has no source: %w", spec.Name, ErrBadSpec)
+	}
+	d.mu.Lock()
+	_, dup := d.exports[spec.Name]
+	d.mu.Unlock()
+	if dup {
+		return ExportInfo{}, fmt.Errorf("export %q: %w", spec.Name, ErrExists)
+	}
+	created := time.Now().UTC()
+	e, err := d.open(ctx, spec, created)
+	if err != nil {
+		return ExportInfo{}, err
+	}
+	if spec.Transient {
+		return d.info(ctx, e, false), nil
+	}
+	rec := store.ExportRecord{Name: spec.Name, Source: spec.Source, ReadOnly: spec.ReadOnly,
+		KeepOverlay: spec.KeepOverlay, Created: created}
+	if err := d.store.PutExport(ctx, rec); err != nil {
+		d.DeleteExport(context.WithoutCancel(ctx), spec.Name, true)
+		return ExportInfo{}, err
+	}
+	return d.info(ctx, e, false), nil
+}
+
+// open builds the device stack of spec and adds it to the front ends.
+func (d *Daemon) open(ctx context.Context, spec ExportSpec, created time.Time) (*export, error) {
+	opener, name, err := source.Open(ctx, spec.Source, d.cfg.Source)
+	if err != nil {
+		return nil, fmt.Errorf("export %q: %w: %w", spec.Name, ErrSource, err)
+	}
+	e := &export{spec: spec, created: created}
+	if _, local := opener.(vfs.LocalOpener); !local {
+		opener = &cachingOpener{Opener: opener, d: d, e: e}
+	}
+	e.chain, err = vmdk.Open(ctx, opener, name, vmdk.Options{IgnoreCIDMismatch: spec.IgnoreCIDMismatch})
+	if err != nil {
+		d.releaseFiles(e)
+		return nil, fmt.Errorf("export %q: %w: %w", spec.Name, ErrSource, err)
+	}
+	e.dev = e.chain
+	if !spec.ReadOnly {
+		e.overlay, err = overlay.Open(ctx, e.chain, overlay.Config{
+			Path: d.overlayPath(spec.Name),
+			Map:     d.store.OverlayMap(spec.Name),
+			Discard: spec.Transient,
+		})
+		if err != nil {
+			e.chain.Close()
+			d.releaseFiles(e)
+			return nil, fmt.Errorf("export %q: overlay: %w", spec.Name, err)
+		}
+		e.dev = e.overlay
+	}
+
+	d.mu.Lock()
+	if _, dup := d.exports[spec.Name]; dup || d.closed {
+		d.mu.Unlock()
+		e.close(ctx, d, false)
+		if dup {
+			return nil, fmt.Errorf("export %q: %w", spec.Name, ErrExists)
+		}
+		return nil, fmt.Errorf("export %q: daemon is shutting down", spec.Name)
+	}
+	d.exports[spec.Name] = e
+	d.mu.Unlock()
+
+	desc := spec.Source
+	if err := d.nbd.AddExport(spec.Name, e.dev, nbdserve.ExportOptions{ReadOnly: spec.ReadOnly, Description: desc}); err != nil {
+		d.forget(spec.Name)
+		e.close(ctx, d, false)
+		return nil, fmt.Errorf("export %q: %w", spec.Name, err)
+	}
+	if d.fuse != nil {
+		if err := d.fuse.Add(spec.Name, e.dev, spec.ReadOnly); err != nil {
+			d.nbd.RemoveExport(spec.Name)
+			d.forget(spec.Name)
+			e.close(ctx, d, false)
+			return nil, fmt.Errorf("export %q: FUSE: %w", spec.Name, err)
+		}
+	}
+	return e, nil
+}
+
+func (d *Daemon) forget(name string) {
+	d.mu.Lock()
+	delete(d.exports, name)
+	d.mu.Unlock()
+}
+
+func (d *Daemon) overlayPath(name string) string {
+	return filepath.Join(d.cfg.StateDir, "overlays", name+".overlay")
+}
+
+// close flushes and closes the export's stack; with discard it also drops the overlay.
+func (e *export) close(ctx context.Context, d *Daemon, discard bool) error {
+	var errs []error
+	if e.overlay != nil {
+		errs = append(errs, e.overlay.Flush(ctx), e.overlay.Close())
+		if discard {
+			if err := os.Remove(d.overlayPath(e.spec.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+			errs = append(errs, d.store.OverlayMap(e.spec.Name).Clear(ctx))
+		}
+	}
+	errs = append(errs, e.chain.Close())
+	d.releaseFiles(e)
+	return errors.Join(errs...)
+}
+
+// DeleteExport stops serving name and forgets it. Its overlay is discarded unless the export
+// was created with KeepOverlay; discard forces it.
+func (d *Daemon) DeleteExport(ctx context.Context, name string, discard bool) error {
+	d.mu.Lock()
+	e, ok := d.exports[name]
+	delete(d.exports, name)
+	d.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("export %q: %w", name, ErrNoExport)
+	}
+	var errs []error
+	if d.fuse != nil {
+		errs = append(errs, d.fuse.Remove(ctx, name))
+	}
+	errs = append(errs, d.nbd.RemoveExport(name))
+	errs = append(errs, e.close(ctx, d, discard || !e.spec.KeepOverlay))
+	if !e.spec.Transient {
+		errs = append(errs, d.store.DeleteExport(ctx, name))
+	}
+	return errors.Join(errs...)
+}
+
+// GetExport describes one export, with its chain.
+func (d *Daemon) GetExport(ctx context.Context, name string) (ExportInfo, error) {
+	d.mu.Lock()
+	e, ok := d.exports[name]
+	d.mu.Unlock()
+	if !ok {
+		return ExportInfo{}, fmt.Errorf("export %q: %w", name, ErrNoExport)
+	}
+	return d.info(ctx, e, true), nil
+}
+
+// ListExports describes every export, sorted by name.
+func (d *Daemon) ListExports() []ExportInfo {
+	d.mu.Lock()
+	exps := make([]*export, 0, len(d.exports))
+	for _, e := range d.exports {
+		exps = append(exps, e)
+	}
+	d.mu.Unlock()
+	sort.Slice(exps, func(i, j int) bool { return exps[i].spec.Name < exps[j].spec.Name })
+	out := make([]ExportInfo, 0, len(exps))
+	for _, e := range exps {
+		out = append(out, d.info(context.Background(), e, false))
+	}
+	return out
+}
+
+func (d *Daemon) info(ctx context.Context, e *export, withChain bool) ExportInfo {
+	in := ExportInfo{ExportSpec: e.spec, Created: e.created, VirtualSize: e.dev.Size(), Stats: d.stats(e)}
+	if withChain {
+		if ci, err := e.chain.Info(ctx); err == nil {
+			in.Chain = &ci
+		}
+	}
+	return in
+}
+
+func (d *Daemon) stats(e *export) ExportStats {
+	var s ExportStats
+	d.mu.Lock()
+	for _, f := range e.files {
+		if sc := d.caches[f]; sc != nil {
+			cs := sc.c.Stats()
+			s.FetchedBytes += cs.FetchedBytes
+			s.FetchRequests += cs.FetchRequests
+			s.CacheHitBytes += cs.HitBytes
+			s.CacheHits += cs.HitRequests
+			s.CachedBytes += cs.CachedBytes
+		}
+	}
+	d.mu.Unlock()
+	if e.overlay != nil {
+		os := e.overlay.Stats()
+		s.OverlayBytes, s.BytesWritten = os.OverlayBytes, os.BytesWritten
+	}
+	if ns, err := d.nbd.Stats(e.spec.Name); err == nil {
+		s.NBDConnections, s.NBDRequests, s.NBDErrors, s.NBDBytesRead = ns.Connections, ns.Requests, ns.Errors, ns.BytesRead
+	}
+	return s
+}
+
+// sharedCache is the cache of one remote file, shared by every export that reads the file.
+type sharedCache struct {
+	c    *cache.Cache
+	refs int
+}
+
+// cachingOpener opens remote files through the daemon's shared caches.
+type cachingOpener struct {
+	vfs.Opener
+	d *Daemon
+	e *export
+
+	mu sync.Mutex
+}
+
+func (o *cachingOpener) Open(ctx context.Context, name string) (vfs.Source, error) {
+	d := o.d
+	d.mu.Lock()
+	if sc, ok := d.caches[name]; ok {
+		sc.refs++
+		d.mu.Unlock()
+		o.record(name)
+		return &cachedSource{Cache: sc.c, release: func() { d.release(name) }}, nil
+	}
+	d.mu.Unlock()
+
+	src, err := o.Opener.Open(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256([]byte(name))
+	id := hex.EncodeToString(sum[:12])
+	c, err := cache.New(ctx, src, cache.Config{
+		Path:      filepath.Join(d.cfg.StateDir, "cache", id+".cache"),
+		ChunkSize: d.cfg.ChunkSize,
+		Index:     d.store.CacheIndex(name),
+		Budget:    d.budget,
+	})
+	if err != nil {
+		src.Close()
+		return nil, err
+	}
+	d.mu.Lock()
+	if sc, ok := d.caches[name]; ok { // opened meanwhile by another export
+		sc.refs++
+		d.mu.Unlock()
+		c.Close()
+		o.record(name)
+		return &cachedSource{Cache: sc.c, release: func() { d.release(name) }}, nil
+	}
+	d.caches[name] = &sharedCache{c: c, refs: 1}
+	d.mu.Unlock()
+	o.record(name)
+	return &cachedSource{Cache: c, release: func() { d.release(name) }}, nil
+}
+
+func (o *cachingOpener) record(name string) {
+	o.mu.Lock()
+	o.e.files = append(o.e.files, name)
+	o.mu.Unlock()
+}
+
+// release drops one reference to the cache of name, closing it with the last.
+func (d *Daemon) release(name string) {
+	d.mu.Lock()
+	sc := d.caches[name]
+	if sc == nil {
+		d.mu.Unlock()
+		return
+	}
+	sc.refs--
+	if sc.refs > 0 {
+		d.mu.Unlock()
+		return
+	}
+	delete(d.caches, name)
+	d.mu.Unlock()
+	if err := sc.c.Close(); err != nil {
+		d.log.Warn("closing cache", "file", name, "err", err)
+	}
+}
+
+// releaseFiles forgets the files an export read; the chain's Close released the caches.
+func (d *Daemon) releaseFiles(e *export) { e.files = nil }
+
+// cachedSource is one export's handle on a shared cache: Close releases the reference.
+type cachedSource struct {
+	*cache.Cache
+	once    sync.Once
+	release func()
+}
+
+func (s *cachedSource) Close() error {
+	s.once.Do(s.release)
+	return nil
+}

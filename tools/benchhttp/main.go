@@ -1,0 +1,56 @@
+// Command benchhttp serves a folder over plain HTTP on loopback with Range support and counts
+// the bytes it sends, for benchmarks that compare remote readers. GET /.stats returns
+// {"bytes":N,"requests":N}; POST /.stats/reset zeroes the counters.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+)
+
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (w countingWriter) Write(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	w.n.Add(int64(n))
+	return n, err
+}
+
+func main() {
+	dir := flag.String("dir", ".", "folder to serve")
+	addr := flag.String("listen", "127.0.0.1:0", "loopback address to listen on")
+	flag.Parse()
+	host, _, err := net.SplitHostPort(*addr)
+	if err != nil || !net.ParseIP(host).IsLoopback() {
+		log.Fatalf("benchhttp: -listen must be a loopback address, got %q", *addr)
+	}
+	var bytes, reqs atomic.Int64
+	files := http.FileServer(http.Dir(*dir))
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.stats", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]int64{"bytes": bytes.Load(), "requests": reqs.Load()})
+	})
+	mux.HandleFunc("POST /.stats/reset", func(w http.ResponseWriter, r *http.Request) {
+		bytes.Store(0)
+		reqs.Store(0)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		reqs.Add(1)
+		files.ServeHTTP(countingWriter{w, &bytes}, r)
+	})
+	l, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Fprintf(os.Stdout, "http://%s/\n", l.Addr())
+	log.Fatal(http.Serve(l, mux))
+}
