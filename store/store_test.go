@@ -7,6 +7,7 @@ import (
 	"io"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -86,7 +87,7 @@ func TestCacheIndex(t *testing.T) {
 // slowSource counts bytes read.
 type slowSource struct {
 	data []byte
-	read int
+	read atomic.Int64
 }
 
 func (s *slowSource) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
@@ -94,7 +95,7 @@ func (s *slowSource) ReadAt(ctx context.Context, p []byte, off int64) (int, erro
 		return 0, io.EOF
 	}
 	n := copy(p, s.data[off:])
-	s.read += n
+	s.read.Add(int64(n))
 	if n < len(p) {
 		return n, io.EOF
 	}
@@ -127,7 +128,7 @@ func TestCacheSurvivesRestart(t *testing.T) {
 	}
 	c.Close()
 	s.Close()
-	fetched := src.read
+	fetched := src.read.Load()
 
 	s = openStore(t, filepath.Join(dir, "state.db"))
 	cfg.Index = s.CacheIndex("src")
@@ -140,8 +141,8 @@ func TestCacheSurvivesRestart(t *testing.T) {
 	if _, err := c.ReadAt(ctx, got, 1<<20); err != nil || !bytes.Equal(got, buf) {
 		t.Fatalf("read after restart: %v", err)
 	}
-	if src.read != fetched {
-		t.Errorf("fetched %d bytes again after restart", src.read-fetched)
+	if src.read.Load() != fetched {
+		t.Errorf("fetched %d bytes again after restart", src.read.Load()-fetched)
 	}
 }
 
@@ -268,7 +269,7 @@ func TestConcurrentCommitsBatch(t *testing.T) {
 		}
 	}
 	for k := range 4 {
-		snap, err := s.OverlayMap(string(rune('a'+k))).Load(ctx)
+		snap, err := s.OverlayMap(string(rune('a' + k))).Load(ctx)
 		if err != nil || snap.Generation != 10 || len(snap.Blocks) != 10 {
 			t.Errorf("overlay %c: generation %d, %d blocks, %v", 'a'+k, snap.Generation, len(snap.Blocks), err)
 		}

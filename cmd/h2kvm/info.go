@@ -26,10 +26,15 @@ format, file and allocated bytes. Nothing is written; remote files are read, not
 }
 
 func (c *InfoCmd) Run(ctx context.Context, g *Globals) error {
-	opener, name, err := source.Open(ctx, c.Source, source.ConfigFromEnv())
+	cfg, err := source.ConfigFromEnv()
 	if err != nil {
 		return err
 	}
+	opener, name, err := source.Open(ctx, c.Source, cfg)
+	if err != nil {
+		return err
+	}
+	defer opener.Close()
 	chain, err := vmdk.Open(ctx, opener, name, vmdk.Options{IgnoreCIDMismatch: c.IgnoreCIDMismatch})
 	if err != nil {
 		return err

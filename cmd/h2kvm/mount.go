@@ -37,11 +37,15 @@ func (c *MountCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer os.RemoveAll(state)
+	cfg, err := source.ConfigFromEnv()
+	if err != nil {
+		return err
+	}
 	d, err := daemon.New(ctx, daemon.Config{
 		StateDir:   state,
 		MountDir:   c.Mountpoint,
 		CacheLimit: int64(c.CacheLimit),
-		Source:     source.ConfigFromEnv(),
+		Source:     cfg,
 		Logger:     g.Log,
 	})
 	if err != nil {

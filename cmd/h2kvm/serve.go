@@ -15,7 +15,7 @@ type ServeCmd struct {
 	NBDSocket  string   `name:"nbd-socket" env:"H2KVM_NBD_SOCKET" placeholder:"SOCK" help:"Unix socket for NBD clients (mode 0600)."`
 	NBDListen  string   `name:"nbd-listen" placeholder:"ADDR" help:"Also serve NBD on this TCP address; loopback only (e.g. 127.0.0.1:10809)."`
 	Mount      string   `placeholder:"DIR" help:"FUSE mount point: each export appears as DIR/<name>/disk.raw."`
-	Export     []string `placeholder:"NAME=SOURCE[,ro]" help:"Serve SOURCE as export NAME (repeatable). ',ro' makes it read-only; otherwise writes go to a copy-on-write overlay discarded at exit."`
+	Export     []string `sep:"none" placeholder:"NAME=SOURCE[,ro]" help:"Serve SOURCE as export NAME (repeatable). ',ro' makes it read-only; otherwise writes go to a copy-on-write overlay discarded at exit."`
 	CacheLimit Size     `default:"1GiB" placeholder:"SIZE" help:"Local disk the caches of remote files may use in all (e.g. 512MiB)."`
 	ChunkSize  Size     `default:"1MiB" placeholder:"SIZE" help:"Fetch unit for remote files."`
 }
@@ -56,6 +56,10 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		}
 		specs = append(specs, spec)
 	}
+	cfg, err := source.ConfigFromEnv()
+	if err != nil {
+		return err
+	}
 	d, err := daemon.New(ctx, daemon.Config{
 		StateDir:      c.StateDir,
 		ControlSocket: c.Control,
@@ -64,7 +68,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		MountDir:      c.Mount,
 		CacheLimit:    int64(c.CacheLimit),
 		ChunkSize:     int64(c.ChunkSize),
-		Source:        source.ConfigFromEnv(),
+		Source:        cfg,
 		Logger:        g.Log,
 	})
 	if err != nil {

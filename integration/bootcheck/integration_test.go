@@ -67,39 +67,68 @@ func mtime(t *testing.T, path string) time.Time {
 	return st.ModTime()
 }
 
-// TestDebianBIOSChain: the delta really differs from its base (marker and motd only on top).
-func TestDebianBIOSChain(t *testing.T) {
-	g := buildGuest(t, "debian-bios")
+// eachGuest runs f for every recipe (or those listed in H2KVM_TEST_GUESTS, comma separated),
+// in priority order, as subtests named after the guests.
+func eachGuest(t *testing.T, f func(t *testing.T, g guests.Guest)) {
+	names := guests.Names()
+	if only := os.Getenv("H2KVM_TEST_GUESTS"); only != "" {
+		names = strings.Split(only, ",")
+	}
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) { f(t, buildGuest(t, name)) })
+	}
+}
+
+func firmware(g guests.Guest) bootcheck.Firmware {
+	if g.Manifest.Firmware == guests.UEFI {
+		return bootcheck.UEFI
+	}
+	return bootcheck.BIOS
+}
+
+// TestGuestChain: the delta really differs from its base (marker and motd only on top), and
+// fstab holds the VMware names.
+func TestGuestChain(t *testing.T) { eachGuest(t, testChain) }
+
+func testChain(t *testing.T, g guests.Guest) {
 	f := g.Manifest.Facts
+	top := strings.Replace(f.ApplianceRoot, "/dev/sda", "/dev/sdb", 1)
 	out := guestfish(t, fmt.Sprintf(`run
 mount-ro %[1]s /
 is-file %[2]s
 cat /etc/fstab
 umount /
-mount-ro /dev/sdb1 /
+mount-ro %[3]s /
 cat %[2]s
 cat /etc/motd
-`, f.ApplianceRoot, f.MarkerPath), "--ro", "--format=vmdk", "-a", g.Base, "-a", g.Top)
+`, f.ApplianceRoot, f.MarkerPath, top), "--ro", "--format=vmdk", "-a", g.Base, "-a", g.Top)
 	t.Logf("guestfish:\n%s", out)
 	if !strings.HasPrefix(out, "false\n") {
 		t.Fatalf("base link already has %s", f.MarkerPath)
 	}
-	for _, want := range []string{f.RootFstab + " / ext4", f.Marker + "\n", f.MOTD + "\n"} {
+	wants := []string{f.RootFstab + " / ext4", f.Marker + "\n", f.MOTD + "\n"}
+	if f.BootFstab != "" {
+		wants = append(wants, f.BootFstab+" "+f.BootMount+" ")
+	}
+	for _, want := range wants {
 		if !strings.Contains(out, want) {
 			t.Fatalf("missing %q", want)
 		}
 	}
 }
 
-// TestDebianBIOSNaiveConversionFails: converting the chain as is and booting it on virtio gets
-// through GRUB and the kernel, then hangs waiting for /dev/sda1: no login, no SSH.
-func TestDebianBIOSNaiveConversionFails(t *testing.T) {
-	g := buildGuest(t, "debian-bios")
+// TestNaiveConversionFails: converting the chain as is and booting it on virtio gets through
+// the firmware, GRUB and the kernel, then hangs waiting for the root device: no login, no SSH.
+func TestNaiveConversionFails(t *testing.T) { eachGuest(t, testNaive) }
+
+func testNaive(t *testing.T, g guests.Guest) {
 	dir := t.TempDir()
 	naive := filepath.Join(dir, "naive.qcow2")
 	run(t, "qemu-img", "convert", "-O", "qcow2", g.Top, naive)
 	serial := filepath.Join(dir, "serial.log")
-	res, err := bootcheck.Boot(context.Background(), bootcheck.Options{Disk: naive, Timeout: bootTimeout, SerialLog: serial})
+	res, err := bootcheck.Boot(context.Background(), bootcheck.Options{
+		Disk: naive, Firmware: firmware(g), Timeout: bootTimeout, SerialLog: serial,
+	})
 	if err != nil {
 		t.Fatalf("Boot: %v", err)
 	}
@@ -139,10 +168,11 @@ rm /root/h2kvm-manualfix.sh
 	return overlay
 }
 
-// TestDebianBIOSManualFixBoots: the fixed guest boots on virtio within the same timeout, answers
-// SSH with the recipe's key, and is the top of the chain (marker, hostname).
-func TestDebianBIOSManualFixBoots(t *testing.T) {
-	g := buildGuest(t, "debian-bios")
+// TestManualFixBoots: the fixed guest boots on virtio within the same timeout, answers SSH with
+// the recipe's key, and is the top of the chain (marker, hostname).
+func TestManualFixBoots(t *testing.T) { eachGuest(t, testManualFix) }
+
+func testManualFix(t *testing.T, g guests.Guest) {
 	baseTime, topTime := mtime(t, g.Base), mtime(t, g.Top)
 	fixed := manualfix(t, g, bootcheck.DefaultMAC)
 	key, err := os.ReadFile(g.SSHKey)
@@ -155,7 +185,7 @@ func TestDebianBIOSManualFixBoots(t *testing.T) {
 	}
 	var inGuest string
 	res, err := bootcheck.Boot(context.Background(), bootcheck.Options{
-		Disk: fixed, Timeout: bootTimeout,
+		Disk: fixed, Firmware: firmware(g), Timeout: bootTimeout,
 		WhileUp: func(ctx context.Context, addr string) error {
 			out, err := sshRun(addr, signer, "cat "+g.Manifest.Facts.MarkerPath+"; hostname; uname -r")
 			inGuest = out

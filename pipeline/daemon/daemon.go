@@ -119,6 +119,8 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 		}
 		d.log.Info("export restored", "export", rec.Name, "source", rec.Source)
 	}
+	d.pruneCaches(ctx)
+	d.pruneOverlays(ctx)
 	return d, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,7 +30,14 @@ type export struct {
 	chain   *vmdk.Chain
 	overlay *overlay.Overlay // nil for read-only exports
 	dev     vfs.Device       // what clients see: overlay or chain
+	opener  source.Opener    // holds the source's connections and sessions
 	files   []string         // locations of the remote files read through caches
+}
+
+// isLocal reports whether a SOURCE names a local file, which is read in place, not cached.
+func isLocal(location string) bool {
+	scheme, _, ok := strings.Cut(location, "://")
+	return !ok || scheme == "file"
 }
 
 // ExportInfo describes an export for the control API.
@@ -68,6 +76,15 @@ func (d *Daemon) CreateExport(ctx context.Context, spec ExportSpec) (ExportInfo,
 	if spec.Source == "" {
 		return ExportInfo{}, fmt.Errorf("export %q has no source: %w", spec.Name, ErrBadSpec)
 	}
+	if isLocal(spec.Source) {
+		// Recorded exports are restored by a daemon that may run elsewhere: keep no
+		// relative path.
+		abs, err := filepath.Abs(strings.TrimPrefix(spec.Source, "file://"))
+		if err != nil {
+			return ExportInfo{}, fmt.Errorf("export %q: source: %w", spec.Name, err)
+		}
+		spec.Source = abs
+	}
 	d.mu.Lock()
 	_, dup := d.exports[spec.Name]
 	d.mu.Unlock()
@@ -97,13 +114,14 @@ func (d *Daemon) open(ctx context.Context, spec ExportSpec, created time.Time) (
 	if err != nil {
 		return nil, fmt.Errorf("export %q: %w: %w", spec.Name, ErrSource, err)
 	}
-	e := &export{spec: spec, created: created}
-	if _, local := opener.(vfs.LocalOpener); !local {
-		opener = &cachingOpener{Opener: opener, d: d, e: e}
+	e := &export{spec: spec, created: created, opener: opener}
+	var chainOpener vfs.Opener = opener
+	if !isLocal(spec.Source) {
+		chainOpener = &cachingOpener{Opener: opener, d: d, e: e}
 	}
-	e.chain, err = vmdk.Open(ctx, opener, name, vmdk.Options{IgnoreCIDMismatch: spec.IgnoreCIDMismatch})
+	e.chain, err = vmdk.Open(ctx, chainOpener, name, vmdk.Options{IgnoreCIDMismatch: spec.IgnoreCIDMismatch})
 	if err != nil {
-		d.releaseFiles(e)
+		opener.Close()
 		return nil, fmt.Errorf("export %q: %w: %w", spec.Name, ErrSource, err)
 	}
 	e.dev = e.chain
@@ -115,7 +133,7 @@ func (d *Daemon) open(ctx context.Context, spec ExportSpec, created time.Time) (
 		})
 		if err != nil {
 			e.chain.Close()
-			d.releaseFiles(e)
+			opener.Close()
 			return nil, fmt.Errorf("export %q: overlay: %w", spec.Name, err)
 		}
 		e.dev = e.overlay
@@ -172,8 +190,7 @@ func (e *export) close(ctx context.Context, d *Daemon, discard bool) error {
 			errs = append(errs, d.store.OverlayMap(e.spec.Name).Clear(ctx))
 		}
 	}
-	errs = append(errs, e.chain.Close())
-	d.releaseFiles(e)
+	errs = append(errs, e.chain.Close(), e.opener.Close())
 	return errors.Join(errs...)
 }
 
@@ -290,10 +307,8 @@ func (o *cachingOpener) Open(ctx context.Context, name string) (vfs.Source, erro
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256([]byte(name))
-	id := hex.EncodeToString(sum[:12])
 	c, err := cache.New(ctx, src, cache.Config{
-		Path:      filepath.Join(d.cfg.StateDir, "cache", id+".cache"),
+		Path:      d.cachePath(name),
 		ChunkSize: d.cfg.ChunkSize,
 		Index:     d.store.CacheIndex(name),
 		Budget:    d.budget,
@@ -322,7 +337,64 @@ func (o *cachingOpener) record(name string) {
 	o.mu.Unlock()
 }
 
-// release drops one reference to the cache of name, closing it with the last.
+// pruneOverlays removes overlays that belong to no restored export: those of transient exports
+// left by a crash.
+func (d *Daemon) pruneOverlays(ctx context.Context) {
+	files, _ := filepath.Glob(filepath.Join(d.cfg.StateDir, "overlays", "*.overlay"))
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".overlay")
+		d.mu.Lock()
+		_, used := d.exports[name]
+		d.mu.Unlock()
+		if used {
+			continue
+		}
+		d.log.Info("removing the overlay of a transient export", "export", name)
+		if err := os.Remove(f); err != nil {
+			d.log.Warn("removing overlay", "file", f, "err", err)
+		}
+		if err := d.store.OverlayMap(name).Clear(ctx); err != nil {
+			d.log.Warn("clearing overlay map", "export", name, "err", err)
+		}
+	}
+}
+
+// cachePath is the local cache file of the remote file at location name.
+func (d *Daemon) cachePath(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	return filepath.Join(d.cfg.StateDir, "cache", hex.EncodeToString(sum[:12])+".cache")
+}
+
+// pruneCaches deletes the cache files and indexes of remote files no export reads, so local
+// disk use stays within the budget, which counts open caches only.
+func (d *Daemon) pruneCaches(ctx context.Context) {
+	ids, err := d.store.Caches(ctx)
+	if err != nil {
+		d.log.Warn("listing caches", "err", err)
+		return
+	}
+	for _, id := range ids {
+		d.mu.Lock()
+		_, open := d.caches[id]
+		d.mu.Unlock()
+		if !open {
+			d.dropCache(ctx, id)
+		}
+	}
+}
+
+func (d *Daemon) dropCache(ctx context.Context, name string) {
+	if err := os.Remove(d.cachePath(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		d.log.Warn("removing cache file", "file", name, "err", err)
+	}
+	if err := d.store.DeleteCache(ctx, name); err != nil {
+		d.log.Warn("removing cache index", "file", name, "err", err)
+	}
+}
+
+// release drops one reference to the cache of name, closing it with the last. While the daemon
+// runs, a cache no export uses any more is deleted; at shutdown caches are kept for the exports
+// restored at the next start.
 func (d *Daemon) release(name string) {
 	d.mu.Lock()
 	sc := d.caches[name]
@@ -336,14 +408,15 @@ func (d *Daemon) release(name string) {
 		return
 	}
 	delete(d.caches, name)
+	keep := d.closed
 	d.mu.Unlock()
 	if err := sc.c.Close(); err != nil {
 		d.log.Warn("closing cache", "file", name, "err", err)
 	}
+	if !keep {
+		d.dropCache(context.Background(), name)
+	}
 }
-
-// releaseFiles forgets the files an export read; the chain's Close released the caches.
-func (d *Daemon) releaseFiles(e *export) { e.files = nil }
 
 // cachedSource is one export's handle on a shared cache: Close releases the reference.
 type cachedSource struct {

@@ -7,8 +7,10 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/h2kvm/h2kvm/vfs"
 )
@@ -89,13 +91,20 @@ func fuzzSeeds(f *testing.F) [][]byte {
 }
 
 // FuzzOpenImage opens arbitrary bytes as a VMDK (KDMV header, embedded descriptor, grain
-// directory and tables, stream footer and markers) and reads from it: nothing may panic, hang,
-// or allocate without bound.
+// directory and tables, stream footer and markers) and reads from it: nothing may panic, hang
+// (a watchdog dumps every goroutine after 10 s) or allocate without bound. Run it with
+// -fuzzminimizetime=1s: minimizing the large seeds otherwise stalls the fuzzer.
 func FuzzOpenImage(f *testing.F) {
 	for _, s := range fuzzSeeds(f) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		tm := time.AfterFunc(10*time.Second, func() {
+			buf := make([]byte, 1<<20)
+			n := runtime.Stack(buf, true)
+			panic(string(buf[:n]))
+		})
+		defer tm.Stop()
 		ctx := context.Background()
 		c, err := Open(ctx, memOpener{"d/disk.vmdk": b}, "d/disk.vmdk", Options{})
 		if err != nil {

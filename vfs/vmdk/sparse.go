@@ -40,8 +40,8 @@ var _ extentReader = (*sparseExtent)(nil)
 
 const (
 	maxMapSteps    = 1 << 16 // grains (or unallocated tables) looked at by one mapRange
-	gtCacheSize    = 256 // grain tables per extent (256 × 2 KiB at default geometry)
-	grainCacheSize = 32  // inflated grains per compressed extent (2 MiB at 64 KiB grains)
+	gtCacheSize    = 256     // grain tables per extent (256 × 2 KiB at default geometry)
+	grainCacheSize = 32      // inflated grains per compressed extent (2 MiB at 64 KiB grains)
 )
 
 // openSparse opens the KDMV file src as an extent. It reads the header, the stream footer or

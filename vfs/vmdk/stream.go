@@ -8,7 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/h2kvm/h2kvm/vfs"
 )
@@ -202,26 +205,39 @@ func (s *sparseExtent) fetchGrains(ctx context.Context, p []byte, grains []pendi
 	if err := vfs.ReadFull(ctx, s.src, buf, start); err != nil {
 		return fmt.Errorf("vmdk: grain %d: %w", grains[0].g, err)
 	}
-	for _, pg := range grains {
-		o := int64(pg.sec)*sectorSize - start
-		payload, err := s.grainPayload(ctx, buf, o, pg)
-		if err != nil {
+	payloads := make([][]byte, len(grains))
+	for i, pg := range grains {
+		var err error
+		if payloads[i], err = s.grainPayload(ctx, buf, int64(pg.sec)*sectorSize-start, pg); err != nil {
 			return err
 		}
-		glen := min(gb, s.capBytes-int64(pg.g)*gb)
-		if pg.within == 0 && int64(pg.n) == glen {
-			if err := inflate(p[pg.pos:pg.pos+pg.n], payload); err != nil {
-				return s.grainErr(pg, err)
-			}
-			continue
-		}
-		full := make([]byte, glen)
-		if err := inflate(full, payload); err != nil {
+	}
+	// Inflating is the cost of a stream read: spread the grains over the CPUs.
+	var g errgroup.Group
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i, pg := range grains {
+		g.Go(func() error { return s.inflateInto(p, pg, payloads[i]) })
+	}
+	return g.Wait()
+}
+
+// inflateInto inflates one grain into its place in p, through the grain cache when the read
+// wants only part of it.
+func (s *sparseExtent) inflateInto(p []byte, pg pendingGrain, payload []byte) error {
+	gb := s.h.grainBytes()
+	glen := min(gb, s.capBytes-int64(pg.g)*gb)
+	if pg.within == 0 && int64(pg.n) == glen {
+		if err := inflate(p[pg.pos:pg.pos+pg.n], payload); err != nil {
 			return s.grainErr(pg, err)
 		}
-		s.grains.put(pg.g, full)
-		copy(p[pg.pos:pg.pos+pg.n], full[pg.within:])
+		return nil
 	}
+	full := make([]byte, glen)
+	if err := inflate(full, payload); err != nil {
+		return s.grainErr(pg, err)
+	}
+	s.grains.put(pg.g, full)
+	copy(p[pg.pos:pg.pos+pg.n], full[pg.within:])
 	return nil
 }
 

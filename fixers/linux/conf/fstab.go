@@ -35,11 +35,11 @@ type FstabEntry struct {
 func ParseTab(text string) []TabEntry {
 	var out []TabEntry
 	for i, line := range strings.Split(text, "\n") {
-		t := strings.TrimSpace(line)
+		t := strings.TrimFunc(line, isTabSpace)
 		if t == "" || strings.HasPrefix(t, "#") {
 			continue
 		}
-		out = append(out, TabEntry{Line: i, Fields: strings.Fields(t)})
+		out = append(out, TabEntry{Line: i, Fields: strings.FieldsFunc(t, isTabSpace)})
 	}
 	return out
 }
@@ -97,7 +97,7 @@ func ReplaceField(text string, field int, repl map[string]string) (string, bool)
 	lines := strings.Split(text, "\n")
 	changed := false
 	for i, line := range lines {
-		t := strings.TrimSpace(line)
+		t := strings.TrimFunc(line, isTabSpace)
 		if t == "" || strings.HasPrefix(t, "#") {
 			continue
 		}
@@ -105,7 +105,7 @@ func ReplaceField(text string, field int, repl map[string]string) (string, bool)
 		if !ok {
 			continue
 		}
-		if nv, hit := repl[line[start:end]]; hit && nv != line[start:end] && nv != "" && !strings.ContainsAny(nv, " \t\n") {
+		if nv, hit := repl[line[start:end]]; hit && nv != line[start:end] && nv != "" && strings.IndexFunc(nv, isTabSpace) < 0 {
 			lines[i] = line[:start] + nv + line[end:]
 			changed = true
 		}
@@ -113,18 +113,23 @@ func ReplaceField(text string, field int, repl map[string]string) (string, bool)
 	return strings.Join(lines, "\n"), changed
 }
 
+// isTabSpace is the field separator of table files: ASCII white space, as libmount's isspace.
+func isTabSpace(r rune) bool {
+	return r == ' ' || r == '\t' || r == '\r' || r == '\v' || r == '\f' || r == '\n'
+}
+
 // fieldSpan returns the byte span of whitespace-separated field n of line.
 func fieldSpan(line string, n int) (int, int, bool) {
 	i, f := 0, -1
 	for i < len(line) {
-		for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
+		for i < len(line) && isTabSpace(rune(line[i])) {
 			i++
 		}
 		if i >= len(line) {
 			break
 		}
 		start := i
-		for i < len(line) && line[i] != ' ' && line[i] != '\t' {
+		for i < len(line) && !isTabSpace(rune(line[i])) {
 			i++
 		}
 		f++

@@ -76,7 +76,8 @@ var systemdMatchIdentifying = map[string]bool{"MACAddress": true, "PermanentMACA
 // RewriteSystemdMatch makes the [Match] section of a systemd .link or .network file match the
 // KVM NIC: MACAddress=/PermanentMACAddress= lines whose addresses are not all kept, Driver=
 // lines naming VMware NIC drivers and Path= lines (PCI paths change) are commented out; if no
-// identifying match key is left, Driver=<driver> is added. keep reports whether a MAC stays
+// identifying match key is left after that, Driver=<driver> is added (a file that matched
+// by class only is left alone). keep reports whether a MAC stays
 // the same on KVM (the domain keeps it).
 func RewriteSystemdMatch(text string, keep func(mac string) bool, driver, note string) (string, bool) {
 	lines := strings.Split(text, "\n")
@@ -140,7 +141,7 @@ func RewriteSystemdMatch(text string, keep func(mac string) bool, driver, note s
 			identifying = true
 		}
 	}
-	if !identifying {
+	if !identifying && changed {
 		// Insert after the last non-blank line of the section.
 		at := matchEnd
 		for at > matchStart && strings.TrimSpace(lines[at-1]) == "" {

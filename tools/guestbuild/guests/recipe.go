@@ -53,6 +53,9 @@ type Facts struct {
 	// RootFstab and SwapFstab are the device names /etc/fstab uses.
 	RootFstab string `json:"root_fstab"`
 	SwapFstab string `json:"swap_fstab,omitempty"`
+	// BootMount ("/boot", "/boot/efi") and BootFstab name a separate boot filesystem, if any.
+	BootMount string `json:"boot_mount,omitempty"`
+	BootFstab string `json:"boot_fstab,omitempty"`
 	// KernelRoot is the root= argument GRUB passes to the kernel.
 	KernelRoot string `json:"kernel_root"`
 	// KernelCmdline is the rest of GRUB_CMDLINE_LINUX.
@@ -112,6 +115,36 @@ var recipes = []Recipe{
 			MarkerPath:       "/etc/h2kvm-snapshot",
 			Marker:           "snapshot-000001 of debian-bios",
 			MOTD:             "h2kvm test guest debian-bios (snapshot 000001)",
+		},
+	},
+	{
+		Name:    "debian-uefi",
+		Release: "bookworm",
+		Packages: []string{"linux-image-amd64", "grub-efi-amd64", "initramfs-tools", "netplan.io",
+			"openssh-server", "open-vm-tools", "systemd-sysv", "udev", "kmod"},
+		Firmware:     UEFI,
+		DiskMiB:      3072,
+		MAC:          "00:50:56:a1:b2:03",
+		Hostname:     "h2kvm-debian-uefi",
+		RootPassword: "h2kvm",
+		Script:       "scripts/debian-uefi.sh",
+		Expect: Facts{
+			RootFstab:        byPath + "-part2",
+			BootMount:        "/boot/efi",
+			BootFstab:        byPath + "-part1",
+			KernelRoot:       "/dev/sda2",
+			KernelCmdline:    "console=tty0 console=ttyS0,115200n8",
+			ApplianceRoot:    "/dev/sda2",
+			MAC:              "00:50:56:a1:b2:03",
+			Interface:        "ens192",
+			NetworkConfig:    "netplan:/etc/netplan/01-vmware.yaml",
+			Initramfs:        "initramfs-tools",
+			InitramfsModules: []string{"vmw_pvscsi", "mptspi", "sd_mod", "ata_piix", "ahci", "ext4"},
+			Hostname:         "h2kvm-debian-uefi",
+			RootPassword:     "h2kvm",
+			MarkerPath:       "/etc/h2kvm-snapshot",
+			Marker:           "snapshot-000001 of debian-uefi",
+			MOTD:             "h2kvm test guest debian-uefi (snapshot 000001)",
 		},
 	},
 }

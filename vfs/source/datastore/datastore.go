@@ -232,7 +232,6 @@ func (s *vsession) check(ctx context.Context) error {
 		return err
 	}
 	if us == nil {
-		s.stats.AddReconnect()
 		return s.Renew(ctx, g)
 	}
 	return nil
@@ -272,6 +271,9 @@ func (s *vsession) login(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	s.cookie, s.client = cookie, c
+	if s.gen > 0 {
+		s.stats.AddReconnect()
+	}
 	s.gen++
 	s.mu.Unlock()
 	return nil

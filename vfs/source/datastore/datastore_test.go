@@ -296,7 +296,7 @@ func TestReloginOnExpiredSession(t *testing.T) {
 	if got := readAll(t, s); !bytes.Equal(got, want) {
 		t.Fatal("bytes differ after re-login")
 	}
-	if g.refusals == 0 || o.Stats().Reconnects == 0 {
+	if g.refusals == 0 || o.Stats().Reconnects != 1 {
 		t.Fatalf("no re-login happened: refusals %d stats %+v", g.refusals, o.Stats())
 	}
 	t.Logf("refusals %d, stats %+v", g.refusals, o.Stats())

@@ -222,7 +222,6 @@ func (s *Source) do(ctx context.Context, first, last int64, renewOK bool) (*http
 		if err := s.c.opts.Auth.Renew(ctx, gen); err != nil {
 			return nil, nil, fmt.Errorf("server refused the session (HTTP %d) and renewing it failed: %w", resp.StatusCode, err)
 		}
-		s.c.stats.AddReconnect()
 		return s.do(ctx, first, last, false)
 	}
 	resp.Body = &progressBody{ReadCloser: resp.Body, st: st}

@@ -1,0 +1,144 @@
+package linux
+
+import (
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/h2kvm/h2kvm/fixers/linux/conf"
+)
+
+// inspectKernels lists /boot/vmlinuz-* and, for each, how it provides the virtio drivers.
+func inspectKernels(x guest, f *Facts) error {
+	for _, img := range x.glob("/boot/vmlinuz-*") {
+		v := strings.TrimPrefix(path.Base(img), "vmlinuz-")
+		k := Kernel{Version: v, Image: img, Virtio: map[string]string{}}
+		for _, d := range []string{"/lib/modules/" + v, "/usr/lib/modules/" + v} {
+			if x.isDir(d) {
+				k.ModulesDir = d
+				break
+			}
+		}
+		if k.ModulesDir != "" {
+			builtin := map[string]bool{}
+			if t, found, _ := x.readFile(k.ModulesDir + "/modules.builtin"); found {
+				builtin = conf.ModulesBuiltin(t)
+			}
+			dep := map[string]string{}
+			if t, found, _ := x.readFile(k.ModulesDir + "/modules.dep"); found {
+				dep = conf.ModulesDep(t)
+			}
+			for _, m := range VirtioModules {
+				switch {
+				case builtin[m]:
+					k.Virtio[m] = "builtin"
+				case dep[m] != "" && x.exists(k.ModulesDir+"/"+dep[m]):
+					// modules.dep may be stale: only a file that is there counts.
+					k.Virtio[m] = "module"
+				case dep[m] == "" && len(x.glob(k.ModulesDir+"/kernel/drivers/*/"+m+".ko*")) > 0:
+					k.Virtio[m] = "module"
+				default:
+					k.Virtio[m] = ""
+				}
+			}
+		}
+		for _, p := range []string{"/boot/initrd.img-" + v, "/boot/initramfs-" + v + ".img", "/boot/initrd-" + v, "/boot/initrd-" + v + ".img"} {
+			if x.isFile(p) {
+				k.Initramfs = p
+				break
+			}
+		}
+		f.Kernels = append(f.Kernels, k)
+	}
+	return nil
+}
+
+// inspectInitramfs finds the initramfs generator and its module configuration, and lists the
+// virtio drivers each kernel's initramfs holds.
+func inspectInitramfs(x guest, f *Facts) error {
+	ir := &f.Initramfs
+	switch {
+	case x.hasCommand("update-initramfs") != "" || x.isDir("/etc/initramfs-tools"):
+		ir.Generator = "initramfs-tools"
+		ir.Config = "/etc/initramfs-tools/modules"
+		if t, found, _ := x.readFile(ir.Config); found {
+			ir.Modules = conf.ModuleList(t)
+		}
+		ir.ModulesPolicy = "most"
+		confs := append([]string{"/etc/initramfs-tools/initramfs.conf"}, x.glob("/etc/initramfs-tools/conf.d/*")...)
+		for _, c := range confs {
+			t, found, _ := x.readFile(c)
+			if !found {
+				continue
+			}
+			vars := conf.ShellVars(t)
+			if v, ok := vars["MODULES"]; ok {
+				ir.ModulesPolicy = v
+			}
+			if v, ok := vars["RESUME"]; ok {
+				ir.Resume, ir.ResumeFile = v, c
+			}
+		}
+	case x.hasCommand("dracut") != "":
+		ir.Generator = "dracut"
+		ir.Config = "/etc/dracut.conf.d/90-h2kvm-virtio.conf"
+		for _, c := range append([]string{"/etc/dracut.conf"}, x.glob("/etc/dracut.conf.d/*.conf")...) {
+			if t, found, _ := x.readFile(c); found {
+				ir.Modules = append(ir.Modules, conf.DracutDrivers(t)...)
+			}
+		}
+	case x.hasCommand("mkinitcpio") != "":
+		ir.Generator = "mkinitcpio"
+		ir.Config = "/etc/mkinitcpio.conf"
+		if t, found, _ := x.readFile(ir.Config); found {
+			ir.Modules, _ = conf.MkinitcpioModules(t)
+		}
+	}
+	for i := range f.Kernels {
+		k := &f.Kernels[i]
+		if k.Initramfs == "" {
+			continue
+		}
+		present, err := listInitramfs(x, ir.Generator, k.Initramfs)
+		if err != nil {
+			k.InitramfsError = err.Error()
+			continue
+		}
+		k.InitramfsVirtio = map[string]bool{}
+		for _, m := range VirtioModules {
+			k.InitramfsVirtio[m] = present[m] || k.Virtio[m] == "builtin"
+		}
+	}
+	return nil
+}
+
+// listInitramfs returns the kernel modules an initramfs image holds, listed with the guest's
+// own tool. The tools unpack into $TMPDIR; it points at the appliance's /dev (a memory file
+// system bind-mounted into the guest root by libguestfs), so nothing is written to the guest.
+func listInitramfs(x guest, generator, image string) (map[string]bool, error) {
+	var argv []string
+	switch generator {
+	case "initramfs-tools":
+		argv = []string{"lsinitramfs", image}
+	case "dracut":
+		argv = []string{"lsinitrd", image}
+	case "mkinitcpio":
+		argv = []string{"lsinitcpio", image}
+	default:
+		return nil, fmt.Errorf("no initramfs generator to list %s with", image)
+	}
+	if x.hasCommand(argv[0]) == "" {
+		return nil, fmt.Errorf("%s not installed in the guest", argv[0])
+	}
+	out, err := x.run(append([]string{"env", "TMPDIR=/dev"}, argv...)...)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", image, err)
+	}
+	mods := map[string]bool{}
+	for _, w := range strings.Fields(out) {
+		if strings.Contains(w, ".ko") {
+			mods[conf.ModuleName(w)] = true
+		}
+	}
+	return mods, nil
+}

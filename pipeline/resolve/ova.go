@@ -1,0 +1,243 @@
+package resolve
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/h2kvm/h2kvm/pipeline"
+	"github.com/h2kvm/h2kvm/pipeline/resolve/ovf"
+	"github.com/h2kvm/h2kvm/vfs"
+	"github.com/h2kvm/h2kvm/vfs/source/tarsrc"
+)
+
+// pkg is an OVF package: its files, wherever they are (inside an OVA, or next to an .ovf).
+type pkg interface {
+	// open opens the package file name (a cleaned href).
+	open(ctx context.Context, name string) (vfs.Source, error)
+	// location is the SOURCE location of the package file name.
+	location(name string) (string, error)
+	// describe names the package in messages.
+	describe() string
+}
+
+type ovaPkg struct {
+	archive string
+	o       *tarsrc.Opener
+	ix      *tarsrc.Index
+}
+
+func (p *ovaPkg) open(ctx context.Context, name string) (vfs.Source, error) {
+	return p.o.Open(ctx, tarsrc.Location(p.archive, name))
+}
+func (p *ovaPkg) location(name string) (string, error) {
+	return tarsrc.Location(p.archive, name), nil
+}
+func (p *ovaPkg) describe() string { return p.archive }
+
+type dirPkg struct {
+	ovfLoc string
+	o      vfs.Opener
+}
+
+func (p *dirPkg) open(ctx context.Context, name string) (vfs.Source, error) {
+	loc, err := p.location(name)
+	if err != nil {
+		return nil, err
+	}
+	return p.o.Open(ctx, loc)
+}
+func (p *dirPkg) location(name string) (string, error) { return p.o.Resolve(p.ovfLoc, name) }
+func (p *dirPkg) describe() string                     { return p.ovfLoc }
+
+func resolveOVA(ctx context.Context, loc string, opt *Options) (*pipeline.VM, error) {
+	to := tarsrc.NewOpener(opt.opener())
+	ix, err := to.Index(ctx, loc)
+	if err != nil {
+		return nil, fmt.Errorf("resolve: OVA: %w", err)
+	}
+	var ovfs, mfs, certs []string
+	for _, n := range ix.Names() {
+		switch strings.ToLower(path.Ext(n)) {
+		case ".ovf":
+			ovfs = append(ovfs, n)
+		case ".mf":
+			mfs = append(mfs, n)
+		case ".cert":
+			certs = append(certs, n)
+		}
+	}
+	if len(ovfs) == 0 {
+		return nil, fmt.Errorf("resolve: OVA %s holds no .ovf descriptor (members: %s): %w", loc, strings.Join(ix.Names(), ", "), ovf.ErrInvalid)
+	}
+	if len(ovfs) > 1 {
+		opt.warnf("OVA %s holds %d descriptors; %s is read", loc, len(ovfs), ovfs[0])
+	}
+	p := &ovaPkg{archive: loc, o: to, ix: ix}
+	mf := strings.TrimSuffix(ovfs[0], path.Ext(ovfs[0])) + ".mf"
+	if len(mfs) > 0 && !contains(mfs, mf) {
+		mf = mfs[0]
+	}
+	if len(mfs) == 0 {
+		mf = ""
+	}
+	if len(certs) > 0 {
+		opt.warnf("OVA %s: signature %s not checked", loc, certs[0])
+	}
+	return resolvePackage(ctx, p, ovfs[0], mf, opt)
+}
+
+func resolveOVF(ctx context.Context, loc string, opt *Options) (*pipeline.VM, error) {
+	p := &dirPkg{ovfLoc: loc, o: opt.opener()}
+	base := path.Base(locationPath(loc))
+	mf := strings.TrimSuffix(base, path.Ext(base)) + ".mf"
+	src, err := p.open(ctx, mf)
+	if err != nil {
+		if !errors.Is(err, vfs.ErrNotFound) {
+			return nil, fmt.Errorf("resolve: OVF %s: manifest: %w", loc, err)
+		}
+		mf = ""
+	} else {
+		src.Close()
+	}
+	return resolvePackage(ctx, p, base, mf, opt)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// readSmall reads a whole package file of at most limit bytes.
+func readSmall(ctx context.Context, p pkg, name string, limit int64) ([]byte, error) {
+	s, err := p.open(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	if s.Size() > limit {
+		return nil, fmt.Errorf("%s is %d bytes, more than the %d allowed: %w", s.Name(), s.Size(), limit, ovf.ErrInvalid)
+	}
+	b := make([]byte, s.Size())
+	if err := vfs.ReadFull(ctx, s, b, 0); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// resolvePackage reads the descriptor ovfName and the manifest mfName ("" when none) of p.
+func resolvePackage(ctx context.Context, p pkg, ovfName, mfName string, opt *Options) (*pipeline.VM, error) {
+	where := p.describe()
+	desc, err := readSmall(ctx, p, ovfName, ovf.MaxSize)
+	if err != nil {
+		return nil, fmt.Errorf("resolve: %s: descriptor: %w", where, err)
+	}
+	var mf ovf.Manifest
+	if mfName == "" {
+		opt.warnf("%s has no manifest: nothing in it is verified", where)
+	} else {
+		b, err := readSmall(ctx, p, mfName, ovf.MaxManifestSize)
+		if err != nil {
+			return nil, fmt.Errorf("resolve: %s: manifest: %w", where, err)
+		}
+		if mf, err = ovf.ParseManifest(bytes.NewReader(b), mfName); err != nil {
+			return nil, fmt.Errorf("resolve: %s: %w", where, err)
+		}
+		if d, ok := mf[ovfName]; ok {
+			h := ovf.NewHash(d.Alg)
+			h.Write(desc)
+			if err := mf.Verify(ovfName, h.Sum(nil)); err != nil {
+				return nil, fmt.Errorf("resolve: %s: descriptor does not match the manifest: %w", where, err)
+			}
+		} else {
+			opt.warnf("%s: manifest %s does not list the descriptor %s: it is not verified", where, mfName, ovfName)
+		}
+	}
+	env, err := ovf.Parse(bytes.NewReader(desc), ovfName)
+	if err != nil {
+		return nil, fmt.Errorf("resolve: %s: %w", where, err)
+	}
+	for _, w := range env.Warnings {
+		opt.warnf("%s: %s", where, w)
+	}
+	s := env.System
+	vm := &pipeline.VM{
+		Name: s.Name, CPUs: s.CPUs, CoresPerSocket: s.CoresPerSocket, MemoryMiB: int(s.MemoryMiB),
+		Firmware: s.Firmware, SecureBoot: s.SecureBoot, Disks: []pipeline.Disk{},
+	}
+	for _, n := range s.NICs {
+		vm.NICs = append(vm.NICs, pipeline.NIC{Model: n.Model, MAC: n.MAC, Network: n.Network})
+	}
+	var unverified []string
+	for i, a := range s.Disks {
+		if a.File == nil {
+			opt.warnf("%s: disk %d (%s) has no file (an empty disk created on import); skipped", where, i, a.DiskID)
+			continue
+		}
+		f := a.File
+		if f.Compression != "" || f.ChunkSize > 0 {
+			return nil, fmt.Errorf("resolve: %s: disk file %s is stored gzip-compressed or chunked, which cannot be read in place: %w", where, f.Href, vfs.ErrUnsupported)
+		}
+		src, err := p.open(ctx, f.Href)
+		if err != nil {
+			return nil, fmt.Errorf("resolve: %s: disk file %s: %w", where, f.Href, err)
+		}
+		err = checkDiskFile(ctx, src, f, mf, opt, where, &unverified)
+		src.Close()
+		if err != nil {
+			return nil, err
+		}
+		loc, err := p.location(f.Href)
+		if err != nil {
+			return nil, fmt.Errorf("resolve: %s: disk file %s: %w", where, f.Href, err)
+		}
+		d := pipeline.Disk{Source: loc, Controller: a.Controller, Capacity: a.Capacity}
+		if a.Controller != "" {
+			d.Unit = fmt.Sprintf("%d:%d", a.Bus, a.Unit)
+		}
+		vm.Disks = append(vm.Disks, d)
+	}
+	if len(unverified) > 0 {
+		opt.warnf("%s: disk(s) %s not verified against the manifest: the block layer reads them in part and at random (ask for VerifyDisks to read them completely first)", where, strings.Join(unverified, ", "))
+	}
+	if len(vm.Disks) == 0 {
+		return nil, fmt.Errorf("resolve: %s: the virtual system has no disk with a file: %w", where, ovf.ErrInvalid)
+	}
+	return vm, nil
+}
+
+// checkDiskFile compares a disk file with its declared size and, when asked, its manifest
+// digest.
+func checkDiskFile(ctx context.Context, src vfs.Source, f *ovf.File, mf ovf.Manifest, opt *Options, where string, unverified *[]string) error {
+	if ms, ok := src.(*tarsrc.Source); ok && ms.Member().Truncated() {
+		m := ms.Member()
+		opt.warnf("%s: disk file %s is cut short: the archive holds %d of its %d bytes; reads past that fail (%v)", where, f.Href, m.Available, m.Size, vfs.ErrTruncated)
+	}
+	if f.Size > 0 && src.Size() != f.Size {
+		opt.warnf("%s: disk file %s is %d bytes but the descriptor declares %d: the package was cut short or altered; reads past what is there fail (%v)", where, f.Href, src.Size(), f.Size, vfs.ErrTruncated)
+	}
+	d, listed := mf[f.Href]
+	switch {
+	case mf == nil:
+	case !listed:
+		opt.warnf("%s: manifest does not list disk file %s: it is not verified", where, f.Href)
+	case opt.VerifyDisks:
+		sum, err := tarsrc.Digest(ctx, src, ovf.NewHash(d.Alg))
+		if err != nil {
+			return fmt.Errorf("resolve: %s: verifying disk file %s: %w", where, f.Href, err)
+		}
+		if err := mf.Verify(f.Href, sum); err != nil {
+			return fmt.Errorf("resolve: %s: %w", where, err)
+		}
+	default:
+		*unverified = append(*unverified, f.Href)
+	}
+	return nil
+}

@@ -1,0 +1,106 @@
+package source
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Environment variables read by ConfigFromEnv. A *_FILE variable names a file holding the
+// secret (one line; a trailing newline is removed) and wins over the plain variable.
+const (
+	EnvVSphereUser         = "H2KVM_VSPHERE_USER"
+	EnvVSpherePassword     = "H2KVM_VSPHERE_PASSWORD"
+	EnvVSpherePasswordFile = "H2KVM_VSPHERE_PASSWORD_FILE"
+	EnvSSHUser             = "H2KVM_SSH_USER"
+	EnvSSHPassword         = "H2KVM_SSH_PASSWORD"
+	EnvSSHPasswordFile     = "H2KVM_SSH_PASSWORD_FILE"
+	EnvSSHKey              = "H2KVM_SSH_KEY"         // path of a private key file
+	EnvSSHKnownHosts       = "H2KVM_SSH_KNOWN_HOSTS" // default ~/.ssh/known_hosts
+	EnvSSHInsecure         = "H2KVM_SSH_INSECURE"    // "1": accept any host key
+	EnvTLSCAFile           = "H2KVM_TLS_CA_FILE"
+	EnvTLSThumbprint       = "H2KVM_TLS_THUMBPRINT" // SHA-1 or SHA-256, comma-separated
+	EnvTLSInsecure         = "H2KVM_TLS_INSECURE"   // "1": no certificate verification
+	EnvRetries             = "H2KVM_SOURCE_RETRIES" // attempts per read
+	EnvRetryTime           = "H2KVM_SOURCE_RETRY_TIME"
+	EnvStallTimeout        = "H2KVM_SOURCE_TIMEOUT"
+	EnvConns               = "H2KVM_SOURCE_CONNS"
+)
+
+// ConfigFromEnv builds a Config from the environment variables above. Malformed values are
+// errors that name the variable (never its value when it is a secret).
+func ConfigFromEnv() (Config, error) {
+	var c Config
+	var err error
+	c.VSphereUser = os.Getenv(EnvVSphereUser)
+	c.SSHUser = os.Getenv(EnvSSHUser)
+	c.SSHKeyFile = os.Getenv(EnvSSHKey)
+	c.SSHKnownHosts = os.Getenv(EnvSSHKnownHosts)
+	c.TLS.CAFile = os.Getenv(EnvTLSCAFile)
+	if c.VSpherePassword, err = secret(EnvVSpherePassword, EnvVSpherePasswordFile); err != nil {
+		return Config{}, err
+	}
+	if c.SSHPassword, err = secret(EnvSSHPassword, EnvSSHPasswordFile); err != nil {
+		return Config{}, err
+	}
+	c.TLS.Thumbprints = strings.FieldsFunc(os.Getenv(EnvTLSThumbprint), func(r rune) bool { return r == ',' || r == ' ' })
+	if c.TLS.Insecure, err = flag(EnvTLSInsecure); err != nil {
+		return Config{}, err
+	}
+	if c.SSHInsecureHosts, err = flag(EnvSSHInsecure); err != nil {
+		return Config{}, err
+	}
+	if v := os.Getenv(EnvRetries); v != "" {
+		if c.Retry.Attempts, err = strconv.Atoi(v); err != nil || c.Retry.Attempts < 1 {
+			return Config{}, fmt.Errorf("source: %s=%q: want a positive number", EnvRetries, v)
+		}
+	}
+	if c.Retry.MaxElapsed, err = duration(EnvRetryTime); err != nil {
+		return Config{}, err
+	}
+	if c.StallTimeout, err = duration(EnvStallTimeout); err != nil {
+		return Config{}, err
+	}
+	if v := os.Getenv(EnvConns); v != "" {
+		if c.Conns, err = strconv.Atoi(v); err != nil || c.Conns < 1 {
+			return Config{}, fmt.Errorf("source: %s=%q: want a positive number", EnvConns, v)
+		}
+	}
+	return c, nil
+}
+
+func secret(env, fileEnv string) (Secret, error) {
+	if f := os.Getenv(fileEnv); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", fmt.Errorf("source: %s: %w", fileEnv, err)
+		}
+		return Secret(strings.TrimRight(string(b), "\r\n")), nil
+	}
+	return Secret(os.Getenv(env)), nil
+}
+
+func flag(env string) (bool, error) {
+	switch v := os.Getenv(env); v {
+	case "", "0", "false":
+		return false, nil
+	case "1", "true":
+		return true, nil
+	default:
+		return false, fmt.Errorf("source: %s=%q: want 1 or 0", env, v)
+	}
+}
+
+func duration(env string) (time.Duration, error) {
+	v := os.Getenv(env)
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("source: %s=%q: want a duration like 30s", env, v)
+	}
+	return d, nil
+}
