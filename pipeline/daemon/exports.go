@@ -127,7 +127,7 @@ func (d *Daemon) open(ctx context.Context, spec ExportSpec, created time.Time) (
 	e.dev = e.chain
 	if !spec.ReadOnly {
 		e.overlay, err = overlay.Open(ctx, e.chain, overlay.Config{
-			Path: d.overlayPath(spec.Name),
+			Path:    d.overlayPath(spec.Name),
 			Map:     d.store.OverlayMap(spec.Name),
 			Discard: spec.Transient,
 		})
