@@ -28,6 +28,10 @@ func gerr(err error) error {
 // resolve returns the path with symlinks resolved inside the guest (libguestfs resolves them
 // chrooted), or "" when it does not exist.
 func (x guest) resolve(p string) string {
+	// exists first: libguestfs prints every failed call on stderr, and most probes miss.
+	if !x.exists(p) {
+		return ""
+	}
 	rp, err := x.g.Realpath(p)
 	if err != nil || rp == "" {
 		return ""

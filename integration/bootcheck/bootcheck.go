@@ -274,8 +274,10 @@ func Boot(ctx context.Context, opt Options) (Result, error) {
 }
 
 // run starts QEMU once and watches it. See Boot.
-func run(ctx context.Context, opt Options, args []string, serial string, port int) (Result, error) {
-	res := Result{SSHPort: port, Command: args}
+// res is a named result so that the deferred cleanup's evidence (tail, stderr, elapsed) reaches
+// the caller.
+func run(ctx context.Context, opt Options, args []string, serial string, port int) (res Result, err error) {
+	res = Result{SSHPort: port, Command: args}
 	var stderr limitedBuffer
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stderr = &stderr

@@ -19,6 +19,7 @@ import (
 	"github.com/h2kvm/h2kvm/vfs/cache"
 	"github.com/h2kvm/h2kvm/vfs/overlay"
 	"github.com/h2kvm/h2kvm/vfs/source"
+	"github.com/h2kvm/h2kvm/vfs/source/tarsrc"
 	"github.com/h2kvm/h2kvm/vfs/vmdk"
 )
 
@@ -36,6 +37,10 @@ type export struct {
 
 // isLocal reports whether a SOURCE names a local file, which is read in place, not cached.
 func isLocal(location string) bool {
+	if tarsrc.IsLocation(location) {
+		archive, _, err := tarsrc.Split(location)
+		return err == nil && isLocal(archive)
+	}
 	scheme, _, ok := strings.Cut(location, "://")
 	return !ok || scheme == "file"
 }
@@ -76,7 +81,7 @@ func (d *Daemon) CreateExport(ctx context.Context, spec ExportSpec) (ExportInfo,
 	if spec.Source == "" {
 		return ExportInfo{}, fmt.Errorf("export %q has no source: %w", spec.Name, ErrBadSpec)
 	}
-	if isLocal(spec.Source) {
+	if isLocal(spec.Source) && !tarsrc.IsLocation(spec.Source) {
 		// Recorded exports are restored by a daemon that may run elsewhere: keep no
 		// relative path.
 		abs, err := filepath.Abs(strings.TrimPrefix(spec.Source, "file://"))

@@ -11,6 +11,7 @@ import (
 	"github.com/h2kvm/h2kvm/pipeline"
 	"github.com/h2kvm/h2kvm/pipeline/resolve/vsphere"
 	"github.com/h2kvm/h2kvm/vfs"
+	"github.com/h2kvm/h2kvm/vfs/source/tarsrc"
 )
 
 // Options tune Resolve.
@@ -56,6 +57,9 @@ const (
 func KindOf(location string) Kind {
 	if strings.HasPrefix(location, "vsphere://") {
 		return KindVSphere
+	}
+	if tarsrc.IsLocation(location) {
+		return KindDisk // a member of an archive, named by the user
 	}
 	switch strings.ToLower(path.Ext(locationPath(location))) {
 	case ".ova":

@@ -1,6 +1,7 @@
 // Command benchhttp serves a folder over plain HTTP on loopback with Range support and counts
 // the bytes it sends, for benchmarks that compare remote readers. GET /.stats returns
-// {"bytes":N,"requests":N}; POST /.stats/reset zeroes the counters.
+// {"bytes":N,"requests":N}; POST /.stats/reset zeroes the counters. The base URL is printed on
+// stdout and, with -url-file, written to that file once the server listens.
 package main
 
 import (
@@ -28,6 +29,7 @@ func (w countingWriter) Write(p []byte) (int, error) {
 func main() {
 	dir := flag.String("dir", ".", "folder to serve")
 	addr := flag.String("listen", "127.0.0.1:0", "loopback address to listen on")
+	urlFile := flag.String("url-file", "", "write the base URL to this file once listening")
 	flag.Parse()
 	host, _, err := net.SplitHostPort(*addr)
 	if err != nil || !net.ParseIP(host).IsLoopback() {
@@ -51,6 +53,16 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Fprintf(os.Stdout, "http://%s/\n", l.Addr())
+	base := fmt.Sprintf("http://%s/\n", l.Addr())
+	fmt.Fprint(os.Stdout, base)
+	if *urlFile != "" {
+		// Written then renamed, so a reader never sees half a URL.
+		if err := os.WriteFile(*urlFile+".tmp", []byte(base), 0o644); err != nil {
+			log.Fatal(err)
+		}
+		if err := os.Rename(*urlFile+".tmp", *urlFile); err != nil {
+			log.Fatal(err)
+		}
+	}
 	log.Fatal(http.Serve(l, mux))
 }

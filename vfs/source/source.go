@@ -16,6 +16,7 @@ import (
 	"github.com/h2kvm/h2kvm/vfs/source/retry"
 	"github.com/h2kvm/h2kvm/vfs/source/sftpsrc"
 	"github.com/h2kvm/h2kvm/vfs/source/stats"
+	"github.com/h2kvm/h2kvm/vfs/source/tarsrc"
 )
 
 // Stats is what an opener fetched: bytes, requests, retries, reconnects.
@@ -67,12 +68,27 @@ type Config struct {
 //   - https://HOST/folder/PATH?dcPath=…&dsName=…: a datastore opener (logs in to vSphere);
 //   - any other http(s) URL: an HTTP Range opener;
 //   - ssh://[user@]host[:port]/path (or sftp://): an SFTP opener;
-//   - nbd://, nbds://, nbd+unix://, nbds+unix:// URIs: an NBD opener.
+//   - nbd://, nbds://, nbd+unix://, nbds+unix:// URIs: an NBD opener;
+//   - ova:ARCHIVE#MEMBER: a member of an OVA read in place (package tarsrc), the archive
+//     itself opened by the rules above.
 //
 // Names never carry credentials: user information is removed from URLs.
 func Open(ctx context.Context, location string, cfg Config) (Opener, string, error) {
 	if cfg.Stats == nil {
 		cfg.Stats = new(stats.Counter)
+	}
+	if tarsrc.IsLocation(location) {
+		// A member of an OVA, read in place: the archive is opened with the opener of its own
+		// location's kind.
+		archive, _, err := tarsrc.Split(location)
+		if err != nil {
+			return nil, "", err
+		}
+		under, _, err := Open(ctx, archive, cfg)
+		if err != nil {
+			return nil, "", err
+		}
+		return tarOpener{Opener: tarsrc.NewOpener(under), under: under}, location, nil
 	}
 	scheme, _, hasScheme := strings.Cut(location, "://")
 	if !hasScheme || scheme == "file" {
@@ -136,6 +152,15 @@ func Open(ctx context.Context, location string, cfg Config) (Opener, string, err
 	}
 	return nil, "", fmt.Errorf("source: %s: unknown scheme %q (want a path, https, ssh, nbd, nbd+unix): %w", name, u.Scheme, vfs.ErrUnsupported)
 }
+
+// tarOpener reads members of an archive; connections and statistics are the archive opener's.
+type tarOpener struct {
+	*tarsrc.Opener
+	under Opener
+}
+
+func (o tarOpener) Close() error { return o.under.Close() }
+func (o tarOpener) Stats() Stats { return o.under.Stats() }
 
 // localOpener is vfs.LocalOpener with the Opener extras; local reads are not counted.
 type localOpener struct{ vfs.LocalOpener }

@@ -132,7 +132,6 @@ func ParseDescriptor(b []byte) (*Descriptor, error) {
 		Header:    map[string]string{},
 		DDB:       map[string]string{},
 	}
-	sawCID := false
 	for n, line := range strings.Split(text, "\n") {
 		lineNo := n + 1
 		s := strings.TrimSpace(line)
@@ -171,8 +170,7 @@ func ParseDescriptor(b []byte) (*Descriptor, error) {
 				return nil, fmt.Errorf("descriptor line %d: version %q not 1, 2 or 3: %w", lineNo, v, vfs.ErrUnsupported)
 			}
 		case "cid":
-			d.CID, err = parseCID(v)
-			sawCID = true
+			d.CID, err = parseCID(v) // absent: 0, which only weakens the chain check
 		case "parentcid":
 			d.ParentCID, err = parseCID(v)
 		case "createtype":
@@ -183,10 +181,6 @@ func ParseDescriptor(b []byte) (*Descriptor, error) {
 		if err != nil {
 			return nil, fmt.Errorf("descriptor line %d: %s: %w", lineNo, k, err)
 		}
-	}
-	if !sawCID {
-		// qemu and VMware always write one; a missing CID only weakens the chain check.
-		d.CID = 0
 	}
 	var total int64
 	for i, e := range d.Extents {

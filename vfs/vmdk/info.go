@@ -64,7 +64,7 @@ type noter interface{ extentNotes() []string }
 // Info describes every link. It reads every grain table to count allocated bytes, so on a large
 // remote chain it costs one read per grain table.
 func (c *Chain) Info(ctx context.Context) (ChainInfo, error) {
-	ci := ChainInfo{File: c.links[0].name, VirtualSize: c.size, Warnings: c.warnings}
+	ci := ChainInfo{File: c.links[0].name, VirtualSize: c.size, Warnings: append([]string(nil), c.warnings...)}
 	for d, l := range c.links {
 		li := LinkInfo{Depth: d, File: l.name, EmbeddedDescriptor: l.embedded, VirtualSize: l.size}
 		if d < len(c.parents) {

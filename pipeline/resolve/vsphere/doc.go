@@ -35,4 +35,6 @@
 // VirtualMachineSnapshot's config), whose top links were frozen when it was taken, so reading
 // them is consistent while the VM runs. Without one, the current top links are read; when the
 // VM is powered on, Options.Warn is told that the result may be inconsistent.
+// Client.CreateTempSnapshot takes a snapshot (no memory) for such a read; TempSnapshot.Remove
+// deletes it (consolidating) once the disks have been read.
 package vsphere

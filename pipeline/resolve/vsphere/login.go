@@ -55,15 +55,21 @@ func (o *Options) warnf(format string, args ...any) {
 	}
 }
 
-// credentials returns the user and password to log in with.
-func (o *Options) credentials(l *Location) (user, password string, err error) {
-	user = o.User
+// user returns the user to log in as.
+func (o *Options) user(l *Location) string {
+	user := o.User
 	if user == "" {
 		user = l.User
 	}
 	if user == "" {
 		user = os.Getenv(EnvUser)
 	}
+	return user
+}
+
+// credentials returns the user and password to log in with.
+func (o *Options) credentials(l *Location) (user, password string, err error) {
+	user = o.user(l)
 	password = o.Password
 	if password == "" {
 		password = os.Getenv(EnvPassword)
@@ -99,9 +105,9 @@ type Client struct {
 // Login logs in to the host of l, reusing a saved session when Options.SessionFile holds a
 // valid one.
 func Login(ctx context.Context, l *Location, opt Options) (*Client, error) {
-	user, password, err := opt.credentials(l)
-	if err != nil {
-		return nil, err
+	user := opt.user(l)
+	if user == "" {
+		return nil, fmt.Errorf("vsphere: %s: a user is needed (in the URL or %s): %w", l.Host, EnvUser, ErrLogin)
 	}
 	rt, err := httpsrc.NewTransport(opt.TLS)
 	if err != nil {
@@ -122,6 +128,10 @@ func Login(ctx context.Context, l *Location, opt Options) (*Client, error) {
 	c := &Client{VC: vc, Host: l.Host, User: user, rt: rt}
 	if opt.SessionFile != "" && c.reuse(ctx, opt.SessionFile) {
 		return c, nil
+	}
+	_, password, err := opt.credentials(l)
+	if err != nil {
+		return nil, err
 	}
 	if err := session.NewManager(vc).Login(ctx, url.UserPassword(user, password)); err != nil {
 		if fault.Is(err, &types.InvalidLogin{}) {

@@ -289,3 +289,33 @@ func TestParseLocation(t *testing.T) {
 		}
 	}
 }
+
+func TestTempSnapshot(t *testing.T) {
+	s := startSim(t)
+	ctx := context.Background()
+	l, _ := ParseLocation(s.loc("/DC0/vm/" + vmName))
+	c, err := Login(ctx, l, s.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Logout(ctx, Options{})
+	snap, err := c.CreateTempSnapshot(ctx, l, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var warnings []string
+	opt := s.opts()
+	opt.Snapshot = snap.Name
+	opt.Warn = func(m string) { warnings = append(warnings, m) }
+	vm, err := c.Resolve(ctx, l, opt)
+	if err != nil || len(warnings) != 0 || !strings.Contains(vm.Disks[0].Source, "delta.vmdk") {
+		t.Fatalf("resolve with the temporary snapshot: %+v %v %v", vm, err, warnings)
+	}
+	if err := snap.Remove(ctx); err != nil {
+		t.Fatal(err)
+	}
+	list, err := c.List(ctx, l)
+	if err != nil || len(list) != 1 || len(list[0].Snapshots) != 0 {
+		t.Fatalf("after removal: %+v %v", list, err)
+	}
+}
