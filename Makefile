@@ -10,7 +10,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Go files checked by gofmt: everything but the vendored libguestfs binding (generated, not ours).
 GOFILES  = $(shell find . -name '*.go' -not -path './.deps/*' -not -path './bin/*')
 
-.PHONY: all build deps test test-short fmt-check vet clean
+.PHONY: all build deps test test-short fmt-check vet bench clean
 
 all: build
 
@@ -41,7 +41,9 @@ test-short: deps fmt-check vet
 	$(GO) test -short -timeout 40m ./...
 
 # demo: added by the migrate work (the main job: `make demo`).
-# bench: added by the benchmark work.
+# Benchmarks: h2kvm side by side with nbdkit, qemu-nbd, qemu-img, printed as ratios.
+bench: build
+	bash tools/bench.sh
 
 clean:
 	rm -rf bin

@@ -19,7 +19,7 @@ PKGS=(
   # test guest builder and the peer converter
   debootstrap virt-v2v dosfstools
   # benchmarks and tests (sfdisk and mke2fs build test disks without libguestfs; pgrep in CI)
-  curl openssh-client openssh-server netcat-openbsd fdisk e2fsprogs procps
+  curl bc openssh-client openssh-server netcat-openbsd fdisk e2fsprogs procps
 )
 
 # One dpkg-query for all packages keeps the already-installed case fast (make runs this each time).

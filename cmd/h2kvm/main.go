@@ -37,11 +37,12 @@ var version = "dev"
 type CLI struct {
 	Globals
 
-	Serve  ServeCmd  `cmd:"" help:"Serve VMDK chains as flattened disks over NBD and FUSE, with a control API."`
-	Info   InfoCmd   `cmd:"" help:"Show a disk's chain: links, CIDs, formats, extents, sizes and allocation."`
-	Mount  MountCmd  `cmd:"" help:"Mount a disk read-only as a plain file for forensic work, without copying it."`
-	Doctor DoctorCmd `cmd:"" help:"Check this host: required tools, FUSE, whether KVM works or TCG is used."`
-	// convert, inspect, plan, migrate: one field each, added with their files.
+	Serve   ServeCmd   `cmd:"" help:"Serve VMDK chains as flattened disks over NBD and FUSE, with a control API."`
+	Info    InfoCmd    `cmd:"" help:"Show a disk's chain: links, CIDs, formats, extents, sizes and allocation."`
+	Convert ConvertCmd `cmd:"" help:"Flatten a disk and convert it to qcow2 or raw, without an intermediate copy."`
+	Mount   MountCmd   `cmd:"" help:"Mount a disk read-only as a plain file for forensic work, without copying it."`
+	Doctor  DoctorCmd  `cmd:"" help:"Check this host: required tools, FUSE, whether KVM works or TCG is used."`
+	// inspect, plan, migrate: one field each, added with their files.
 }
 
 // Globals are the flags every command accepts, plus what main prepares for the commands.
