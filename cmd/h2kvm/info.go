@@ -7,6 +7,9 @@ import (
 	"io"
 	"strings"
 
+	"github.com/h2kvm/h2kvm/pipeline"
+	"github.com/h2kvm/h2kvm/pipeline/resolve"
+	"github.com/h2kvm/h2kvm/pipeline/resolve/vsphere"
 	"github.com/h2kvm/h2kvm/vfs/source"
 	"github.com/h2kvm/h2kvm/vfs/vmdk"
 )
@@ -16,6 +19,7 @@ type InfoCmd struct {
 	Source            string `arg:"" help:"The disk: a .vmdk descriptor or monolithic file, https://…, ssh://…, nbd://…."`
 	JSON              bool   `help:"Print the chain as JSON on stdout."`
 	IgnoreCIDMismatch bool   `help:"Open a chain whose parentCID does not match its parent's CID (reported as a warning)."`
+	Snapshot          string `help:"For vsphere:// sources: describe the disks as of this snapshot (name, path or MoRef)."`
 }
 
 func (c *InfoCmd) Help() string {
@@ -30,17 +34,10 @@ func (c *InfoCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	opener, name, err := source.Open(ctx, c.Source, cfg)
-	if err != nil {
-		return err
+	if resolve.KindOf(c.Source) != resolve.KindDisk {
+		return c.runVM(ctx, g, cfg)
 	}
-	defer opener.Close()
-	chain, err := vmdk.Open(ctx, opener, name, vmdk.Options{IgnoreCIDMismatch: c.IgnoreCIDMismatch})
-	if err != nil {
-		return err
-	}
-	defer chain.Close()
-	info, err := chain.Info(ctx)
+	info, err := chainInfo(ctx, c.Source, cfg, c.IgnoreCIDMismatch)
 	if err != nil {
 		return err
 	}
@@ -51,6 +48,84 @@ func (c *InfoCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	printChain(g.Stdout, info)
 	return nil
+}
+
+// vmInfo is the JSON form of `info` on a VM (vSphere, OVA, OVF, VMX).
+type vmInfo struct {
+	VM       *pipeline.VM     `json:"vm"`
+	Chains   []vmdk.ChainInfo `json:"chains"`
+	Warnings []string         `json:"warnings,omitempty"`
+}
+
+func (c *InfoCmd) runVM(ctx context.Context, g *Globals, cfg source.Config) error {
+	var out vmInfo
+	vm, err := resolveVM(ctx, c.Source, cfg, c.Snapshot, func(m string) { out.Warnings = append(out.Warnings, m) })
+	if err != nil {
+		return err
+	}
+	out.VM = vm
+	for _, d := range vm.Disks {
+		ci, err := chainInfo(ctx, d.Source, cfg, c.IgnoreCIDMismatch)
+		if err != nil {
+			return fmt.Errorf("disk %s: %w", d.Source, err)
+		}
+		out.Chains = append(out.Chains, ci)
+	}
+	if c.JSON {
+		enc := json.NewEncoder(g.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	w := g.Stdout
+	fmt.Fprintf(w, "vm: %s\n", vm.Name)
+	fmt.Fprintf(w, "cpus: %d (cores per socket %d)\nmemory: %d MiB\n", vm.CPUs, vm.CoresPerSocket, vm.MemoryMiB)
+	if vm.Firmware != "" {
+		fmt.Fprintf(w, "firmware: %s (secure boot %v)\n", vm.Firmware, vm.SecureBoot)
+	}
+	for i, n := range vm.NICs {
+		fmt.Fprintf(w, "nic %d: model=%s mac=%s network=%s\n", i, n.Model, n.MAC, n.Network)
+	}
+	for i, d := range vm.Disks {
+		fmt.Fprintf(w, "\n== disk %d: %s %s capacity %d\n", i, d.Controller, d.Unit, d.Capacity)
+		printChain(w, out.Chains[i])
+	}
+	if len(out.Warnings) > 0 {
+		fmt.Fprintf(w, "\nwarnings:\n  %s\n", strings.Join(out.Warnings, "\n  "))
+	}
+	return nil
+}
+
+// resolveVM resolves a VM-level SOURCE (vsphere://, .ova, .ovf, .vmx) into its description.
+// Remote .ova/.ovf/.vmx files are read through the source opener of their location.
+func resolveVM(ctx context.Context, loc string, cfg source.Config, snapshot string, warn func(string)) (*pipeline.VM, error) {
+	opt := resolve.Options{
+		VSphere: vsphere.Options{TLS: cfg.TLS, Snapshot: snapshot, Warn: warn},
+		Warn:    warn,
+	}
+	if resolve.KindOf(loc) != resolve.KindVSphere && strings.Contains(loc, "://") {
+		o, _, err := source.Open(ctx, loc, cfg)
+		if err != nil {
+			return nil, err
+		}
+		defer o.Close()
+		opt.Opener = o
+	}
+	return resolve.Resolve(ctx, loc, opt)
+}
+
+// chainInfo opens the chain at a disk SOURCE and describes it.
+func chainInfo(ctx context.Context, loc string, cfg source.Config, ignoreCID bool) (vmdk.ChainInfo, error) {
+	opener, name, err := source.Open(ctx, loc, cfg)
+	if err != nil {
+		return vmdk.ChainInfo{}, err
+	}
+	defer opener.Close()
+	chain, err := vmdk.Open(ctx, opener, name, vmdk.Options{IgnoreCIDMismatch: ignoreCID})
+	if err != nil {
+		return vmdk.ChainInfo{}, err
+	}
+	defer chain.Close()
+	return chain.Info(ctx)
 }
 
 // printChain writes the text form of info.

@@ -41,6 +41,7 @@ type CLI struct {
 	Info    InfoCmd    `cmd:"" help:"Show a disk's chain: links, CIDs, formats, extents, sizes and allocation."`
 	Convert ConvertCmd `cmd:"" help:"Flatten a disk and convert it to qcow2 or raw, without an intermediate copy."`
 	Mount   MountCmd   `cmd:"" help:"Mount a disk read-only as a plain file for forensic work, without copying it."`
+	VSphere VSphereCmd `cmd:"" name:"vsphere" help:"vSphere inventory: list VMs with their disks and snapshots."`
 	Doctor  DoctorCmd  `cmd:"" help:"Check this host: required tools, FUSE, whether KVM works or TCG is used."`
 	// inspect, plan, migrate: one field each, added with their files.
 }

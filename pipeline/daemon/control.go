@@ -103,7 +103,7 @@ func writeError(w http.ResponseWriter, err error) {
 		status = http.StatusBadRequest
 	case errors.Is(err, ErrNoExport):
 		status = http.StatusNotFound
-	case errors.Is(err, ErrExists):
+	case errors.Is(err, ErrExists), errors.Is(err, ErrBusy):
 		status = http.StatusConflict
 	case errors.Is(err, ErrSource):
 		status = http.StatusUnprocessableEntity

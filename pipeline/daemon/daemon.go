@@ -59,9 +59,12 @@ type Daemon struct {
 	ready  atomic.Bool
 
 	mu      sync.Mutex
-	exports map[string]*export      // guarded by mu
-	caches  map[string]*sharedCache // guarded by mu; by source location
-	closed  bool                    // guarded by mu
+	exports map[string]*export // guarded by mu
+	// creating and deleting hold the names of exports being created or deleted.
+	creating map[string]bool         // guarded by mu
+	deleting map[string]bool         // guarded by mu
+	caches   map[string]*sharedCache // guarded by mu; by source location
+	closed   bool                    // guarded by mu
 }
 
 // New opens the state directory, starts the FUSE mount if asked and restores the exports
@@ -87,13 +90,15 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		store:   st,
-		nbd:     nbdserve.New(nbdserve.Options{Logger: cfg.Logger}),
-		budget:  cache.NewBudget(cfg.CacheLimit),
-		exports: map[string]*export{},
-		caches:  map[string]*sharedCache{},
+		cfg:      cfg,
+		log:      cfg.Logger,
+		store:    st,
+		nbd:      nbdserve.New(nbdserve.Options{Logger: cfg.Logger}),
+		budget:   cache.NewBudget(cfg.CacheLimit),
+		exports:  map[string]*export{},
+		creating: map[string]bool{},
+		deleting: map[string]bool{},
+		caches:   map[string]*sharedCache{},
 	}
 	if cfg.MountDir != "" {
 		if err := os.MkdirAll(cfg.MountDir, 0o755); err != nil {

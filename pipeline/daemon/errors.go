@@ -12,4 +12,7 @@ var (
 	// ErrSource: the export's source could not be opened or is not a readable disk. Permanent
 	// for this request; the source may be fixed and the request repeated.
 	ErrSource = errors.New("cannot open source")
+	// ErrBusy: the export is in use in a way that prevents the request (files of it are open
+	// on the FUSE mount, another delete is in progress). Retry later.
+	ErrBusy = errors.New("export busy")
 )

@@ -17,6 +17,7 @@ import (
 	"github.com/h2kvm/h2kvm/store"
 	"github.com/h2kvm/h2kvm/vfs"
 	"github.com/h2kvm/h2kvm/vfs/cache"
+	"github.com/h2kvm/h2kvm/vfs/fusefs"
 	"github.com/h2kvm/h2kvm/vfs/overlay"
 	"github.com/h2kvm/h2kvm/vfs/source"
 	"github.com/h2kvm/h2kvm/vfs/source/tarsrc"
@@ -90,12 +91,27 @@ func (d *Daemon) CreateExport(ctx context.Context, spec ExportSpec) (ExportInfo,
 		}
 		spec.Source = abs
 	}
+	// Reserve the name while the stack is built: a second request for the same name must not
+	// open the same overlay file and block map while the first one uses them.
 	d.mu.Lock()
 	_, dup := d.exports[spec.Name]
+	dup = dup || d.creating[spec.Name]
+	deleting := d.deleting[spec.Name]
+	if !dup && !deleting {
+		d.creating[spec.Name] = true
+	}
 	d.mu.Unlock()
 	if dup {
 		return ExportInfo{}, fmt.Errorf("export %q: %w", spec.Name, ErrExists)
 	}
+	if deleting { // its overlay is being closed or discarded
+		return ExportInfo{}, fmt.Errorf("export %q is being deleted: %w", spec.Name, ErrBusy)
+	}
+	defer func() {
+		d.mu.Lock()
+		delete(d.creating, spec.Name)
+		d.mu.Unlock()
+	}()
 	created := time.Now().UTC()
 	e, err := d.open(ctx, spec, created)
 	if err != nil {
@@ -199,20 +215,46 @@ func (e *export) close(ctx context.Context, d *Daemon, discard bool) error {
 	return errors.Join(errs...)
 }
 
+// fuseRemoveWait bounds how long DeleteExport waits for open FUSE files of the export.
+const fuseRemoveWait = 5 * time.Second
+
 // DeleteExport stops serving name and forgets it. Its overlay is discarded unless the export
-// was created with KeepOverlay; discard forces it.
+// was created with KeepOverlay; discard forces it. While files of the export stay open on the
+// FUSE mount (for up to 5 s, or until ctx ends) the export is kept and the error wraps ErrBusy.
 func (d *Daemon) DeleteExport(ctx context.Context, name string, discard bool) error {
 	d.mu.Lock()
 	e, ok := d.exports[name]
-	delete(d.exports, name)
+	if ok && d.deleting[name] {
+		d.mu.Unlock()
+		return fmt.Errorf("export %q: another delete is in progress: %w", name, ErrBusy)
+	}
+	if ok {
+		d.deleting[name] = true
+	}
 	d.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("export %q: %w", name, ErrNoExport)
 	}
-	var errs []error
+	defer func() {
+		d.mu.Lock()
+		delete(d.deleting, name)
+		d.mu.Unlock()
+	}()
 	if d.fuse != nil {
-		errs = append(errs, d.fuse.Remove(ctx, name))
+		// Files of the export may be open: wait a while for them to close. While they are
+		// open the device must stay open, so a refused removal leaves the export as it was.
+		fctx, cancel := context.WithTimeout(ctx, fuseRemoveWait)
+		err := d.fuse.Remove(fctx, name)
+		cancel()
+		if errors.Is(err, fusefs.ErrBusy) {
+			return fmt.Errorf("export %q: %w: %w", name, ErrBusy, err)
+		}
+		if err != nil && !errors.Is(err, vfs.ErrNotFound) {
+			return fmt.Errorf("export %q: %w", name, err)
+		}
 	}
+	d.forget(name)
+	var errs []error
 	errs = append(errs, d.nbd.RemoveExport(name))
 	errs = append(errs, e.close(ctx, d, discard || !e.spec.KeepOverlay))
 	if !e.spec.Transient {

@@ -365,3 +365,17 @@ func waitFor(d time.Duration, cond func() bool) error {
 	}
 	return nil
 }
+
+// runQemuIO runs qemu-io commands read-write on an NBD URI and returns an error when qemu-io
+// fails or reports a failed command.
+func runQemuIO(uri string, cmds ...string) (string, error) {
+	args := []string{"-f", "raw"}
+	for _, c := range cmds {
+		args = append(args, "-c", c)
+	}
+	out, err := exec.Command("qemu-io", append(args, uri)...).CombinedOutput()
+	if err == nil && (bytes.Contains(out, []byte("failed")) || bytes.Contains(out, []byte("error"))) {
+		err = fmt.Errorf("qemu-io: %s", out)
+	}
+	return string(out), err
+}
