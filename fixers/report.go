@@ -25,6 +25,9 @@ type Change struct {
 	Action string `json:"action"`
 	Before string `json:"before,omitempty"`
 	After  string `json:"after,omitempty"`
+	// Seconds is how long the guest command behind the change ran (ActionRun, ActionRegenerate,
+	// and files a command rewrote); 0 for plain edits.
+	Seconds float64 `json:"seconds,omitempty"`
 }
 
 // String is a one-line description: "modify /etc/fstab (fstab-stable-names)".
@@ -32,6 +35,9 @@ func (c Change) String() string {
 	s := c.Action + " " + c.File
 	if c.Fix != "" {
 		s += " (" + c.Fix + ")"
+	}
+	if c.Seconds > 0 {
+		s += fmt.Sprintf(" [%.1fs]", c.Seconds)
 	}
 	return s
 }

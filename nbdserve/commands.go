@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 
 	"github.com/h2kvm/h2kvm/vfs"
 )
@@ -87,37 +88,26 @@ func readFull(ctx context.Context, dev vfs.Device, p []byte, off int64) error {
 	return nil
 }
 
-// read answers a READ. The data is read completely before anything is sent, so a device error
-// becomes a clean error reply and replies never need a hard disconnect.
+// read answers a READ. Data that must be read into memory is read completely before anything
+// is sent, so a device error becomes a clean error reply. Data the device maps to local files
+// (FileMapper) is sent with sendfile(2) while the reply is written; a file that fails then
+// (it shrank under us) cuts the connection, as a reply cannot be taken back.
 func (c *conn) read(ctx context.Context, e *export, req request) {
 	off, n := int64(req.off), int(req.length)
-	if !c.st.structured {
-		var p *[]byte
-		var data []byte
-		if n > 0 {
-			p = getBuf(n)
-			defer putBuf(p)
-			data = *p
-			if err := readFull(ctx, e.dev, data, off); err != nil {
-				c.replyErr(e, req, err)
-				return
-			}
-		}
-		var h [simpleReplySize]byte
-		putSimpleReply(h[:], 0, req.cookie)
-		if c.writeReply(net.Buffers{h[:], data}) == nil {
-			e.stats.readBytes.Add(uint64(n))
-		}
-		return
-	}
 	if n == 0 {
+		if !c.st.structured {
+			var h [simpleReplySize]byte
+			putSimpleReply(h[:], 0, req.cookie)
+			c.writeReply(net.Buffers{h[:]})
+			return
+		}
 		var h [chunkHeaderSize]byte
 		putChunkHeader(h[:], replyFlagDone, chunkNone, req.cookie, 0)
 		c.writeReply(net.Buffers{h[:]})
 		return
 	}
 	segs := []segment{{off: off, n: int64(n), data: true}}
-	if req.flags&cmdFlagDF == 0 {
+	if c.st.structured && req.flags&cmdFlagDF == 0 {
 		// Extents only save bandwidth: when they cannot be had, everything is sent as data.
 		if exts, err := extentsCovering(ctx, e.dev, off, int64(n), 0); err == nil {
 			segs = readSegments(exts, off, int64(n))
@@ -126,37 +116,76 @@ func (c *conn) read(ctx context.Context, e *export, req request) {
 	p := getBuf(n)
 	defer putBuf(p)
 	buf := *p
-	for _, s := range segs {
+	var raw syscall.RawConn
+	fm, _ := e.dev.(FileMapper)
+	if fm != nil {
+		raw = sendable(c.netConn())
+	}
+	plans := make([][]part, len(segs))
+	for i, s := range segs {
 		if !s.data {
 			continue
+		}
+		if raw != nil {
+			parts, err := planData(ctx, fm, buf, off, s.off, s.n)
+			if err != nil {
+				c.replyErr(e, req, err)
+				return
+			}
+			if parts != nil {
+				for _, pt := range parts {
+					if pt.f == nil {
+						if err := readFull(ctx, e.dev, pt.b, pt.off); err != nil {
+							c.replyErr(e, req, err)
+							return
+						}
+					}
+				}
+				plans[i] = parts
+				continue
+			}
 		}
 		if err := readFull(ctx, e.dev, buf[s.off-off:s.off-off+s.n], s.off); err != nil {
 			c.replyErr(e, req, err)
 			return
 		}
 	}
-	hdrs := make([]byte, 0, len(segs)*(chunkHeaderSize+12))
-	bufs := make(net.Buffers, 0, 2*len(segs))
-	for i, s := range segs {
-		var flags uint16
-		if i == len(segs)-1 {
-			flags = replyFlagDone
+	data := func(i int, s segment) []part {
+		if plans[i] != nil {
+			return plans[i]
 		}
-		at := len(hdrs)
-		if s.data {
-			hdrs = hdrs[:at+chunkHeaderSize+8]
-			putChunkHeader(hdrs[at:], flags, chunkOffsetData, req.cookie, uint32(8+s.n))
-			binary.BigEndian.PutUint64(hdrs[at+chunkHeaderSize:], uint64(s.off))
-			bufs = append(bufs, hdrs[at:len(hdrs)], buf[s.off-off:s.off-off+s.n])
-		} else {
-			hdrs = hdrs[:at+chunkHeaderSize+12]
-			putChunkHeader(hdrs[at:], flags, chunkOffsetHole, req.cookie, 12)
-			binary.BigEndian.PutUint64(hdrs[at+chunkHeaderSize:], uint64(s.off))
-			binary.BigEndian.PutUint32(hdrs[at+chunkHeaderSize+8:], uint32(s.n))
-			bufs = append(bufs, hdrs[at:len(hdrs)])
+		return []part{{b: buf[s.off-off : s.off-off+s.n]}}
+	}
+	var parts []part
+	if !c.st.structured {
+		var h [simpleReplySize]byte
+		putSimpleReply(h[:], 0, req.cookie)
+		parts = append([]part{{b: h[:]}}, data(0, segs[0])...)
+	} else {
+		hdrs := make([]byte, 0, len(segs)*(chunkHeaderSize+12))
+		parts = make([]part, 0, 2*len(segs))
+		for i, s := range segs {
+			var flags uint16
+			if i == len(segs)-1 {
+				flags = replyFlagDone
+			}
+			at := len(hdrs)
+			if s.data {
+				hdrs = hdrs[:at+chunkHeaderSize+8]
+				putChunkHeader(hdrs[at:], flags, chunkOffsetData, req.cookie, uint32(8+s.n))
+				binary.BigEndian.PutUint64(hdrs[at+chunkHeaderSize:], uint64(s.off))
+				parts = append(parts, part{b: hdrs[at:len(hdrs)]})
+				parts = append(parts, data(i, s)...)
+			} else {
+				hdrs = hdrs[:at+chunkHeaderSize+12]
+				putChunkHeader(hdrs[at:], flags, chunkOffsetHole, req.cookie, 12)
+				binary.BigEndian.PutUint64(hdrs[at+chunkHeaderSize:], uint64(s.off))
+				binary.BigEndian.PutUint32(hdrs[at+chunkHeaderSize+8:], uint32(s.n))
+				parts = append(parts, part{b: hdrs[at:len(hdrs)]})
+			}
 		}
 	}
-	if c.writeReply(bufs) == nil {
+	if c.writeParts(raw, parts) == nil {
 		e.stats.readBytes.Add(uint64(n))
 	}
 }

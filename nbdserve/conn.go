@@ -14,6 +14,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -274,6 +275,46 @@ func (c *conn) writeReply(bufs net.Buffers) error {
 	nc := c.netConn()
 	nc.SetWriteDeadline(time.Now().Add(c.s.opt.WriteTimeout))
 	if _, err := bufs.WriteTo(nc); err != nil {
+		c.dead.Store(true)
+		c.log.Info("writing reply failed; closing", "err", err)
+		c.abort()
+		return err
+	}
+	return nil
+}
+
+// writeParts sends one whole reply made of memory parts and file parts; file parts need raw,
+// the connection's socket (see sendable). After a failed write the connection is cut.
+func (c *conn) writeParts(raw syscall.RawConn, parts []part) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.dead.Load() {
+		return net.ErrClosed
+	}
+	nc := c.netConn()
+	nc.SetWriteDeadline(time.Now().Add(c.s.opt.WriteTimeout))
+	var bufs net.Buffers
+	var err error
+	for i, p := range parts {
+		if p.f == nil {
+			bufs = append(bufs, p.b)
+			if i < len(parts)-1 {
+				continue
+			}
+		}
+		if len(bufs) > 0 {
+			if _, err = bufs.WriteTo(nc); err != nil {
+				break
+			}
+			bufs = bufs[:0]
+		}
+		if p.f != nil {
+			if err = sendFile(raw, p.f, p.off, p.n); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
 		c.dead.Store(true)
 		c.log.Info("writing reply failed; closing", "err", err)
 		c.abort()

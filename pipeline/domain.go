@@ -18,9 +18,10 @@ type DomainOptions struct {
 	// attaches them to a host bridge instead.
 	Network string
 	Bridge  string
-	// UserNetPortForward, when not zero, gives the first NIC user-mode networking (passt) with
+	// UserNetPortForward, when not zero, gives the first NIC QEMU user-mode networking with
 	// the host's loopback port forwarded to the guest's port 22: the boot test uses it to reach
-	// SSH without a bridge.
+	// SSH without a bridge. libvirt 9.0 has no port forwarding for user networking (its passt
+	// backend came later), so this NIC is passed to QEMU on its command line.
 	UserNetPortForward int
 	// SerialLog, when set, also logs the serial console to this file.
 	SerialLog string
@@ -126,15 +127,20 @@ func Domain(vm VM, opt DomainOptions) (*libvirtxml.Domain, error) {
 		if n.MAC != "" {
 			iface.MAC = &libvirtxml.DomainInterfaceMAC{Address: n.MAC}
 		}
-		switch {
-		case i == 0 && opt.UserNetPortForward != 0:
-			iface.Source = &libvirtxml.DomainInterfaceSource{User: &libvirtxml.DomainInterfaceSourceUser{}}
-			iface.Backend = &libvirtxml.DomainInterfaceBackend{Type: "passt"}
-			iface.PortForward = []libvirtxml.DomainInterfaceSourcePortForward{{
-				Proto:   "tcp",
-				Address: "127.0.0.1",
-				Ranges:  []libvirtxml.DomainInterfaceSourcePortForwardRange{{Start: uint(opt.UserNetPortForward), To: 22}},
+		if i == 0 && opt.UserNetPortForward != 0 {
+			mac := n.MAC
+			if mac == "" {
+				mac = "52:54:00:12:34:56"
+			}
+			d.QEMUCommandline = &libvirtxml.DomainQEMUCommandline{Args: []libvirtxml.DomainQEMUCommandlineArg{
+				{Value: "-netdev"},
+				{Value: fmt.Sprintf("user,id=h2kvmnet0,hostfwd=tcp:127.0.0.1:%d-:22", opt.UserNetPortForward)},
+				{Value: "-device"},
+				{Value: "virtio-net-pci,netdev=h2kvmnet0,bus=pcie.0,addr=0x10,mac=" + mac},
 			}}
+			continue
+		}
+		switch {
 		case opt.Bridge != "":
 			iface.Source = &libvirtxml.DomainInterfaceSource{Bridge: &libvirtxml.DomainInterfaceSourceBridge{Bridge: opt.Bridge}}
 		default:

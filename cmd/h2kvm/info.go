@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	"github.com/h2kvm/h2kvm/pipeline"
+	"github.com/h2kvm/h2kvm/pipeline/migrate"
 	"github.com/h2kvm/h2kvm/pipeline/resolve"
-	"github.com/h2kvm/h2kvm/pipeline/resolve/vsphere"
 	"github.com/h2kvm/h2kvm/vfs/source"
 	"github.com/h2kvm/h2kvm/vfs/vmdk"
 )
@@ -59,7 +59,7 @@ type vmInfo struct {
 
 func (c *InfoCmd) runVM(ctx context.Context, g *Globals, cfg source.Config) error {
 	var out vmInfo
-	vm, err := resolveVM(ctx, c.Source, cfg, c.Snapshot, func(m string) { out.Warnings = append(out.Warnings, m) })
+	vm, err := migrate.ResolveVM(ctx, c.Source, cfg, c.Snapshot, func(m string) { out.Warnings = append(out.Warnings, m) })
 	if err != nil {
 		return err
 	}
@@ -93,24 +93,6 @@ func (c *InfoCmd) runVM(ctx context.Context, g *Globals, cfg source.Config) erro
 		fmt.Fprintf(w, "\nwarnings:\n  %s\n", strings.Join(out.Warnings, "\n  "))
 	}
 	return nil
-}
-
-// resolveVM resolves a VM-level SOURCE (vsphere://, .ova, .ovf, .vmx) into its description.
-// Remote .ova/.ovf/.vmx files are read through the source opener of their location.
-func resolveVM(ctx context.Context, loc string, cfg source.Config, snapshot string, warn func(string)) (*pipeline.VM, error) {
-	opt := resolve.Options{
-		VSphere: vsphere.Options{TLS: cfg.TLS, Snapshot: snapshot, Warn: warn},
-		Warn:    warn,
-	}
-	if resolve.KindOf(loc) != resolve.KindVSphere && strings.Contains(loc, "://") {
-		o, _, err := source.Open(ctx, loc, cfg)
-		if err != nil {
-			return nil, err
-		}
-		defer o.Close()
-		opt.Opener = o
-	}
-	return resolve.Resolve(ctx, loc, opt)
 }
 
 // chainInfo opens the chain at a disk SOURCE and describes it.

@@ -40,10 +40,12 @@ type CLI struct {
 	Serve   ServeCmd   `cmd:"" help:"Serve VMDK chains as flattened disks over NBD and FUSE, with a control API."`
 	Info    InfoCmd    `cmd:"" help:"Show a disk's chain: links, CIDs, formats, extents, sizes and allocation."`
 	Convert ConvertCmd `cmd:"" help:"Flatten a disk and convert it to qcow2 or raw, without an intermediate copy."`
+	Inspect InspectCmd `cmd:"" help:"Report the guest facts that decide whether it boots on KVM (read-only)."`
+	Plan    PlanCmd    `cmd:"" help:"Print the fixes migrate would make, why, and which files (read-only)."`
+	Migrate MigrateCmd `cmd:"" help:"Migrate a VM: fetch, flatten, inspect, plan, fix, convert, validate (and boot-test)."`
 	Mount   MountCmd   `cmd:"" help:"Mount a disk read-only as a plain file for forensic work, without copying it."`
 	VSphere VSphereCmd `cmd:"" name:"vsphere" help:"vSphere inventory: list VMs with their disks and snapshots."`
 	Doctor  DoctorCmd  `cmd:"" help:"Check this host: required tools, FUSE, whether KVM works or TCG is used."`
-	// inspect, plan, migrate: one field each, added with their files.
 }
 
 // Globals are the flags every command accepts, plus what main prepares for the commands.

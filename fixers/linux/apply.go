@@ -30,7 +30,7 @@ func Apply(ctx context.Context, g *guestfs.Guestfs, p *FixPlan) (*fixers.Report,
 	if len(p.Fixes) == 0 {
 		return r, nil // nothing to do: do not even mount read-write
 	}
-	a := &applier{x: guest{g: g}, f: p.Facts, p: p, r: r, keep: p.Options.keep()}
+	a := &applier{x: guest{g: g, ctx: ctx}, f: p.Facts, p: p, r: r, keep: p.Options.keep()}
 	g.Umount_all()
 	if err := mountAll(a.x, p.Facts.Mounts, true); err != nil {
 		return r, fmt.Errorf("linux: apply: %w", err)

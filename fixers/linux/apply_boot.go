@@ -3,6 +3,7 @@ package linux
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/h2kvm/h2kvm/fixers"
 	"github.com/h2kvm/h2kvm/fixers/linux/conf"
@@ -21,11 +22,11 @@ func (a *applier) vmwareTools() error {
 		}
 		if argv == nil {
 			a.r.Warnf("%s: cannot remove %s with package format %q; disabling units only", a.fix, strings.Join(pkgs, ", "), a.f.OS.PackageFormat)
-		} else if out, err := a.x.run(argv...); err != nil {
+		} else if out, secs, err := a.timedRun(argv...); err != nil {
 			a.r.Warnf("%s: %v; disabling units only", a.fix, err)
 		} else {
 			a.r.Add(fixers.Change{Fix: a.fix, File: strings.Join(argv, " "), Action: fixers.ActionRun,
-				Before: "installed: " + strings.Join(pkgs, " "), After: tail(out, 4000)})
+				Before: "installed: " + strings.Join(pkgs, " "), After: tail(out, 4000), Seconds: secs})
 		}
 	}
 	for _, u := range a.f.VMware.Units {
@@ -131,12 +132,12 @@ func (a *applier) initramfs() error {
 			argv = []string{"mkinitcpio", "-P"}
 			doneAll = true
 		}
-		out, err := a.x.run(argv...)
+		out, secs, err := a.timedRun(argv...)
 		if err != nil {
 			return fmt.Errorf("%w\n%s", err, tail(out, 2000))
 		}
 		c := fixers.Change{Fix: a.fix, File: img, Action: fixers.ActionRegenerate, Before: before,
-			After: a.describe(img) + "\n$ " + strings.Join(argv, " ") + "\n" + tail(out, 2000)}
+			After: a.describe(img) + "\n$ " + strings.Join(argv, " ") + "\n" + tail(out, 2000), Seconds: secs}
 		a.r.Add(c)
 		if before == "" {
 			a.grubInputsChanged = true
@@ -308,14 +309,14 @@ func (a *applier) grubRegenerate() error {
 	for _, c := range b.Configs {
 		before[c], _, _ = a.x.readFile(c)
 	}
-	out, err := a.x.run(b.Mkconfig...)
+	out, secs, err := a.timedRun(b.Mkconfig...)
 	if err != nil {
 		return fmt.Errorf("%w\n%s", err, tail(out, 2000))
 	}
 	for _, c := range b.Configs {
 		after, _, _ := a.x.readFile(c)
 		if after != before[c] {
-			a.r.Add(fixers.Change{Fix: a.fix, File: c, Action: fixers.ActionModify, Before: before[c], After: after})
+			a.r.Add(fixers.Change{Fix: a.fix, File: c, Action: fixers.ActionModify, Before: before[c], After: after, Seconds: secs})
 		}
 	}
 	// A grub.d snippet h2kvm does not understand may still force device names: fix the
@@ -330,4 +331,11 @@ func (a *applier) grubRegenerate() error {
 		}
 	}
 	return nil
+}
+
+// timedRun runs a guest command and says how long it took.
+func (a *applier) timedRun(argv ...string) (string, float64, error) {
+	start := time.Now()
+	out, err := a.x.run(argv...)
+	return out, time.Since(start).Round(time.Millisecond).Seconds(), err
 }

@@ -26,6 +26,9 @@ type Facts struct {
 	CloudInit bool        `json:"cloud_init"`
 	LVM       bool        `json:"lvm"`
 	Findings  []Finding   `json:"findings"`
+	// Timings are the seconds each inspection step took (inspect_os, devices, mount, kernels,
+	// initramfs, ...), for tuning; under TCG the appliance is slow.
+	Timings map[string]float64 `json:"timings,omitempty"`
 }
 
 // OSFacts identify the operating system.

@@ -1,6 +1,7 @@
 package linux
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path"
@@ -13,7 +14,15 @@ import (
 // guest wraps a libguestfs handle with the few file helpers the fixers use. Paths are guest
 // paths; the root filesystem must be mounted at /.
 type guest struct {
-	g *guestfs.Guestfs
+	g   *guestfs.Guestfs
+	ctx context.Context // bounds host commands the helpers start
+}
+
+func (x guest) context() context.Context {
+	if x.ctx == nil {
+		return context.Background()
+	}
+	return x.ctx
 }
 
 // gerr turns a *guestfs.GuestfsError into a plain error without a typed-nil trap.

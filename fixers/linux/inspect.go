@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"libguestfs.org/guestfs"
 
@@ -20,8 +21,9 @@ import (
 // (OS.Root == "" or OS.Type != "linux") and Plan refuses them. Errors are for an appliance that
 // cannot be asked (libguestfs failures) and for a root filesystem that cannot be mounted.
 func Inspect(ctx context.Context, g *guestfs.Guestfs) (*Facts, error) {
-	x := guest{g: g}
-	f := &Facts{}
+	x := guest{g: g, ctx: ctx}
+	f := &Facts{Timings: map[string]float64{}}
+	t0 := time.Now()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -31,9 +33,12 @@ func Inspect(ctx context.Context, g *guestfs.Guestfs) (*Facts, error) {
 	if err = gerr(err); err != nil {
 		return nil, fmt.Errorf("linux: inspect: inspect_os: %w", err)
 	}
+	f.Timings["inspect_os"] = time.Since(t0).Round(time.Millisecond).Seconds()
+	t0 = time.Now()
 	if err := collectDevices(x, f); err != nil {
 		return nil, err
 	}
+	f.Timings["devices"] = time.Since(t0).Round(time.Millisecond).Seconds()
 	if len(roots) == 0 {
 		f.finding("no-os", SeverityBreaks, "no operating system found on the disks")
 		return f, nil
@@ -57,22 +62,29 @@ func Inspect(ctx context.Context, g *guestfs.Guestfs) (*Facts, error) {
 		f.finding("not-linux", SeverityBreaks, fmt.Sprintf("the operating system on %s is %q, not Linux", root, f.OS.Type))
 		return f, nil
 	}
+	t0 = time.Now()
 	if err := mountGuest(x, f); err != nil {
 		g.Umount_all()
 		return nil, err
 	}
 	defer g.Umount_all()
-	steps := []func(guest, *Facts) error{
-		inspectKernels, inspectInitramfs, inspectFirmware, inspectBoot, inspectNetwork,
-		inspectVMware, inspectMisc,
+	f.Timings["mount"] = time.Since(t0).Round(time.Millisecond).Seconds()
+	steps := []struct {
+		name string
+		fn   func(guest, *Facts) error
+	}{
+		{"kernels", inspectKernels}, {"initramfs", inspectInitramfs}, {"firmware", inspectFirmware},
+		{"boot", inspectBoot}, {"network", inspectNetwork}, {"vmware", inspectVMware}, {"misc", inspectMisc},
 	}
 	for _, step := range steps {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if err := step(x, f); err != nil {
+		t := time.Now()
+		if err := step.fn(x, f); err != nil {
 			return nil, err
 		}
+		f.Timings[step.name] = time.Since(t).Round(time.Millisecond).Seconds()
 	}
 	addFindings(f)
 	return f, nil

@@ -79,7 +79,7 @@ func TestFixDebianBIOS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("inspect: %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("inspect: %v %v", time.Since(start).Round(time.Millisecond), f.Timings)
 	for _, fd := range f.Findings {
 		t.Logf("finding %s [%s]: %s", fd.ID, fd.Severity, fd.Message)
 	}
@@ -142,7 +142,7 @@ func TestFixDebianBIOS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("re-inspect: %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("re-inspect: %v %v", time.Since(start).Round(time.Millisecond), f2.Timings)
 	checkFixedFacts(t, f2)
 	plan2, err := linux.Plan(f2, linux.PlanOptions{})
 	if err != nil {

@@ -2,7 +2,10 @@ package linux
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
 	"path"
+	"path/filepath"
 	"strings"
 
 	"github.com/h2kvm/h2kvm/fixers/linux/conf"
@@ -112,10 +115,18 @@ func inspectInitramfs(x guest, f *Facts) error {
 	return nil
 }
 
-// listInitramfs returns the kernel modules an initramfs image holds, listed with the guest's
-// own tool. The tools unpack into $TMPDIR; it points at the appliance's /dev (a memory file
-// system bind-mounted into the guest root by libguestfs), so nothing is written to the guest.
+// listInitramfs returns the kernel modules an initramfs image holds. It prefers the host's
+// lsinitramfs on a downloaded copy (initramfs-tools is on every Debian host that runs the
+// libguestfs appliance, and it reads any cpio + gzip/xz/zstd/lz4 image, also dracut's and
+// mkinitcpio's): under TCG the guest's own tool takes minutes. Without it, the guest's tool runs
+// inside the guest with $TMPDIR in the appliance's /dev (a memory file system libguestfs
+// bind-mounts into the guest root), so nothing is written to the guest either way.
 func listInitramfs(x guest, generator, image string) (map[string]bool, error) {
+	if tool, err := exec.LookPath("lsinitramfs"); err == nil {
+		if mods, err := listOnHost(x, tool, image); err == nil {
+			return mods, nil
+		}
+	}
 	var argv []string
 	switch generator {
 	case "initramfs-tools":
@@ -134,11 +145,41 @@ func listInitramfs(x guest, generator, image string) (map[string]bool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", image, err)
 	}
+	return modulesIn(out), nil
+}
+
+// listOnHost downloads image to a temporary folder and lists it with the host's tool. The tool
+// only lists (cpio --list): nothing from the image is extracted.
+func listOnHost(x guest, tool, image string) (map[string]bool, error) {
+	dir, err := os.MkdirTemp("", "h2kvm-initramfs-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	local := filepath.Join(dir, "initramfs")
+	rp := x.resolve(image)
+	if rp == "" {
+		return nil, fmt.Errorf("%s: not found", image)
+	}
+	if err := gerr(x.g.Download(rp, local)); err != nil {
+		return nil, fmt.Errorf("download %s: %w", image, err)
+	}
+	cmd := exec.CommandContext(x.context(), tool, local)
+	cmd.Env = append(os.Environ(), "TMPDIR="+dir)
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", tool, image, err)
+	}
+	return modulesIn(string(out)), nil
+}
+
+// modulesIn collects the module names of the .ko files in a listing.
+func modulesIn(listing string) map[string]bool {
 	mods := map[string]bool{}
-	for _, w := range strings.Fields(out) {
+	for _, w := range strings.Fields(listing) {
 		if strings.Contains(w, ".ko") {
 			mods[conf.ModuleName(w)] = true
 		}
 	}
-	return mods, nil
+	return mods
 }

@@ -28,6 +28,14 @@ type ExportSpec struct {
 	Transient bool `json:"transient,omitempty"`
 }
 
+// ServerInfo tells control API clients where the exports are served.
+type ServerInfo struct {
+	NBDSocket  string `json:"nbd_socket,omitempty"`
+	NBDListen  string `json:"nbd_listen,omitempty"`
+	MountDir   string `json:"mount_dir,omitempty"`
+	CacheLimit int64  `json:"cache_limit"`
+}
+
 // apiError is the body of every error response.
 type apiError struct {
 	Error string `json:"error"`
@@ -37,6 +45,7 @@ type apiError struct {
 //
 //	GET    /v1/health              liveness
 //	GET    /v1/ready               readiness (store open, listeners up)
+//	GET    /v1/server              where the daemon serves (NBD socket, TCP address, mount)
 //	GET    /v1/exports             all exports with statistics
 //	POST   /v1/exports             create an export from an ExportSpec
 //	GET    /v1/exports/{name}      one export, with its chain and statistics
@@ -53,6 +62,12 @@ func (d *Daemon) controlHandler() http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	mux.HandleFunc("GET /v1/server", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, ServerInfo{
+			NBDSocket: d.cfg.NBDSocket, NBDListen: d.cfg.NBDListen, MountDir: d.cfg.MountDir,
+			CacheLimit: d.cfg.CacheLimit,
+		})
 	})
 	mux.HandleFunc("GET /v1/exports", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, d.ListExports())

@@ -333,3 +333,36 @@ func TestMetricsHealthReady(t *testing.T) {
 		}
 	}
 }
+
+// TestListeners: the sockets are private to the owner, NBD over TCP is loopback only, and the
+// sockets are removed at shutdown.
+func TestListeners(t *testing.T) {
+	td := startDaemon(t, Config{NBDListen: "127.0.0.1:0"})
+	for _, s := range []string{td.cfg.ControlSocket, td.cfg.NBDSocket} {
+		st, err := os.Lstat(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode()&os.ModeSocket == 0 || st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: mode %v, want a socket with 0600", s, st.Mode())
+		}
+	}
+	td.stop(t)
+	for _, s := range []string{td.cfg.ControlSocket, td.cfg.NBDSocket} {
+		if _, err := os.Lstat(s); !os.IsNotExist(err) {
+			t.Fatalf("%s left after shutdown: %v", s, err)
+		}
+	}
+
+	for _, addr := range []string{"192.0.2.1:10809", "0.0.0.0:0", "no-port"} {
+		d, err := New(context.Background(), Config{StateDir: t.TempDir(), NBDListen: addr, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = d.Run(context.Background())
+		if err == nil || !strings.Contains(err.Error(), addr) {
+			t.Fatalf("NBD on %s: %v, want an error naming the address", addr, err)
+		}
+		t.Logf("%s: %v", addr, err)
+	}
+}

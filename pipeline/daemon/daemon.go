@@ -116,7 +116,9 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 		d.Close(ctx)
 		return nil, err
 	}
+	recorded := map[string]bool{}
 	for _, rec := range recs {
+		recorded[rec.Name] = true
 		spec := ExportSpec{Name: rec.Name, Source: rec.Source, ReadOnly: rec.ReadOnly, KeepOverlay: rec.KeepOverlay}
 		if _, err := d.open(ctx, spec, rec.Created); err != nil {
 			d.log.Error("export not restored", "export", rec.Name, "source", rec.Source, "err", err)
@@ -125,7 +127,7 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 		d.log.Info("export restored", "export", rec.Name, "source", rec.Source)
 	}
 	d.pruneCaches(ctx)
-	d.pruneOverlays(ctx)
+	d.pruneOverlays(ctx, recorded)
 	return d, nil
 }
 

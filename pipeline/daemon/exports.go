@@ -33,7 +33,7 @@ type export struct {
 	overlay *overlay.Overlay // nil for read-only exports
 	dev     vfs.Device       // what clients see: overlay or chain
 	opener  source.Opener    // holds the source's connections and sessions
-	files   []string         // locations of the remote files read through caches
+	files   []string         // guarded by Daemon.mu: locations of the remote files read through caches
 }
 
 // isLocal reports whether a SOURCE names a local file, which is read in place, not cached.
@@ -335,8 +335,6 @@ type cachingOpener struct {
 	vfs.Opener
 	d *Daemon
 	e *export
-
-	mu sync.Mutex
 }
 
 func (o *cachingOpener) Open(ctx context.Context, name string) (vfs.Source, error) {
@@ -378,22 +376,25 @@ func (o *cachingOpener) Open(ctx context.Context, name string) (vfs.Source, erro
 	return &cachedSource{Cache: c, release: func() { d.release(name) }}, nil
 }
 
+// record notes that the export reads name through the shared cache. e.files is read by stats
+// under d.mu, so it is written under d.mu too.
 func (o *cachingOpener) record(name string) {
-	o.mu.Lock()
+	o.d.mu.Lock()
 	o.e.files = append(o.e.files, name)
-	o.mu.Unlock()
+	o.d.mu.Unlock()
 }
 
-// pruneOverlays removes overlays that belong to no restored export: those of transient exports
-// left by a crash.
-func (d *Daemon) pruneOverlays(ctx context.Context) {
+// pruneOverlays removes overlays that belong to no recorded export: those of transient exports
+// left by a crash. The overlay of a recorded export is kept even when the export could not be
+// restored (its source may be back at the next start).
+func (d *Daemon) pruneOverlays(ctx context.Context, recorded map[string]bool) {
 	files, _ := filepath.Glob(filepath.Join(d.cfg.StateDir, "overlays", "*.overlay"))
 	for _, f := range files {
 		name := strings.TrimSuffix(filepath.Base(f), ".overlay")
 		d.mu.Lock()
 		_, used := d.exports[name]
 		d.mu.Unlock()
-		if used {
+		if used || recorded[name] {
 			continue
 		}
 		d.log.Info("removing the overlay of a transient export", "export", name)

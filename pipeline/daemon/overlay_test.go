@@ -227,3 +227,37 @@ func TestConcurrentCreateDelete(t *testing.T) {
 		t.Fatalf("FUSE folder of a deleted export: %v", err)
 	}
 }
+
+// TestOverlayKeptWhenRestoreFails: an export whose source is missing at a restart is not
+// served, but its record and overlay are kept, so the next restart restores its writes.
+func TestOverlayKeptWhenRestoreFails(t *testing.T) {
+	needTool(t, "nbdcopy")
+	dir := t.TempDir()
+	top := smallChain(t, dir)
+	want := qemuRaw(t, top)
+	fill(want[2<<20:2<<20+64<<10], 0xee)
+	td := startDaemon(t, Config{})
+	cfg := td.cfg
+	td.create(t, ExportSpec{Name: "w", Source: top})
+	qemuIO(t, td.uri("w"), "write -P 0xee 2M 64k", "flush")
+	td.stop(t)
+
+	// The source is away (an unmounted datastore, an unreachable host) at this restart.
+	hidden := filepath.Join(t.TempDir(), "away")
+	if err := os.Rename(dir, hidden); err != nil {
+		t.Fatal(err)
+	}
+	td = startDaemon(t, cfg)
+	if n := len(td.ListExports()); n != 0 {
+		t.Fatalf("%d exports served without their source", n)
+	}
+	td.stop(t)
+
+	if err := os.Rename(hidden, dir); err != nil {
+		t.Fatal(err)
+	}
+	td = startDaemon(t, cfg)
+	if got := nbdRead(t, td.uri("w")); !bytes.Equal(got, want) {
+		t.Fatalf("writes lost after a restart without the source: %s", firstDiff(got, want))
+	}
+}

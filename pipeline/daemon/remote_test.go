@@ -376,3 +376,86 @@ func TestRemoteFaults(t *testing.T) {
 		})
 	}
 }
+
+// TestRemoteRestartKeepsCache: after a restart, a restored remote export reads from the cache
+// it filled before, fetching nothing again.
+func TestRemoteRestartKeepsCache(t *testing.T) {
+	needTool(t, "nbdcopy")
+	dir := t.TempDir()
+	top := smallChain(t, dir)
+	want := qemuRaw(t, top)
+	srv := newFileServer(t, dir)
+	td := startDaemon(t, Config{})
+	cfg := td.cfg
+	td.create(t, ExportSpec{Name: "r", Source: srv.URL + "/top.vmdk", ReadOnly: true})
+	if got := nbdRead(t, td.uri("r")); !bytes.Equal(got, want) {
+		t.Fatalf("first read: %s", firstDiff(got, want))
+	}
+	first := srv.bytes.Load()
+	td.stop(t)
+
+	srv.reset()
+	td = startDaemon(t, cfg)
+	if got := nbdRead(t, td.uri("r")); !bytes.Equal(got, want) {
+		t.Fatalf("read after restart: %s", firstDiff(got, want))
+	}
+	// Opening a file over HTTP probes its size (a 1-byte range per file).
+	if n := srv.bytes.Load(); n > 16 {
+		t.Fatalf("read after restart fetched %d bytes (first run %d)\n%s", n, first, srv.requestLog())
+	}
+	// Deleting the export drops its cache files.
+	if st, b := td.do(t, "DELETE", "/v1/exports/r", nil); st != http.StatusNoContent {
+		t.Fatalf("delete: %d %s", st, b)
+	}
+	if n := allocatedBytes(filepath.Join(cfg.StateDir, "cache")); n != 0 {
+		t.Fatalf("%d bytes of cache left after deleting the export", n)
+	}
+}
+
+// TestDeleteDuringReads deletes a remote export while NBD reads wait on a stalled server: the
+// reads fail, the daemon goes on serving other exports.
+func TestDeleteDuringReads(t *testing.T) {
+	needTool(t, "nbdcopy")
+	dir := t.TempDir()
+	top := smallChain(t, dir)
+	want := qemuRaw(t, top)
+	files := map[string][]byte{}
+	for _, n := range []string{"base.vmdk", "mid.vmdk", "top.vmdk"} {
+		b, err := os.ReadFile(filepath.Join(dir, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[n] = b
+	}
+	srv := httpsrctest.New(files)
+	defer srv.Close()
+	srv.StallFor = 3 * time.Second
+	td := startDaemon(t, Config{ChunkSize: 64 << 10, Source: source.Config{Retry: fastRetry, StallTimeout: 10 * time.Second}})
+	td.create(t, ExportSpec{Name: "r", Source: srv.FileURL("top.vmdk")})
+	td.create(t, ExportSpec{Name: "local", Source: top, ReadOnly: true})
+	srv.SetPersistent(httpsrctest.Stall)
+	cmd := exec.Command("nbdcopy", td.uri("r"), "null:")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitFor(10*time.Second, func() bool { return td.export(t, "r").Stats.NBDConnections > 0 && srv.Faulted() > 0 }); err != nil {
+		t.Fatalf("reads did not start: %v", err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	if st, b := td.do(t, "DELETE", "/v1/exports/r", nil); st != http.StatusNoContent {
+		t.Fatalf("delete: %d %s", st, b)
+	}
+	t.Logf("delete took %v", time.Since(start))
+	if err := cmd.Wait(); err == nil {
+		t.Fatal("nbdcopy of a deleted export succeeded")
+	}
+	srv.SetPersistent(httpsrctest.None)
+	if got := nbdRead(t, td.uri("local")); !bytes.Equal(got, want) {
+		t.Fatalf("other export after the delete: %s", firstDiff(got, want))
+	}
+	td.create(t, ExportSpec{Name: "r", Source: srv.FileURL("top.vmdk")})
+	if got := nbdRead(t, td.uri("r")); !bytes.Equal(got, want) {
+		t.Fatalf("recreated export: %s", firstDiff(got, want))
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path"
 	"strings"
 
@@ -299,4 +300,60 @@ func (c *Chain) extents(ctx context.Context, depth int, off, length int64, out *
 		off, length = off+done, length-done
 	}
 	return nil
+}
+
+// fileMapper is an extentReader whose data lies verbatim in a local file (flat extents,
+// uncompressed sparse ones). mapFile returns the file and the file offset of the bytes at off
+// for a prefix of m bytes of [off, off+length); f is nil when the bytes at off are not stored
+// verbatim (not allocated, compressed, a remote source).
+type fileMapper interface {
+	mapFile(ctx context.Context, off, length int64) (f *os.File, fileOff, m int64, err error)
+}
+
+// MapFile reports where the flattened disk's bytes at [off, off+length) are stored verbatim in
+// a local file, so that a front end may send them with sendfile(2) instead of copying them
+// through a buffer. It answers for a prefix of m > 0 bytes: with f != nil the prefix is bytes
+// [fileOff, fileOff+m) of f; with f == nil those bytes must be read with ReadAt (they are
+// zeros, compressed, or from a remote source). f belongs to the chain: callers MUST NOT close
+// it and MUST NOT use it after Close. length MUST be positive and off+length at most Size.
+func (c *Chain) MapFile(ctx context.Context, off, length int64) (f *os.File, fileOff, m int64, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, 0, 0, err
+	}
+	if off < 0 || length <= 0 || off+length > c.size {
+		return nil, 0, 0, fmt.Errorf("vmdk: map %d bytes at %d outside size %d: %w", length, off, c.size, vfs.ErrOutOfRange)
+	}
+	for depth := 0; depth < len(c.links); depth++ {
+		l := c.links[depth]
+		if off >= l.size {
+			break
+		}
+		ms, err := l.mapRange(ctx, off, length)
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		x := ms[0]
+		length = min(length, x.End()-off)
+		switch x.Kind {
+		case vfs.Hole:
+			continue // the link below supplies this prefix
+		case vfs.Zero:
+			return nil, 0, length, nil
+		}
+		e := &l.extents[l.find(off)]
+		length = min(length, e.start+e.n-off)
+		fm, ok := e.r.(fileMapper)
+		if !ok {
+			return nil, 0, length, nil
+		}
+		f, fo, n, err := fm.mapFile(ctx, off-e.start, length)
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		if f == nil || n <= 0 {
+			return nil, 0, length, nil
+		}
+		return f, fo, min(n, length), nil
+	}
+	return nil, 0, length, nil // past the end of every link: zeros
 }

@@ -3,6 +3,8 @@ package vmdk
 import (
 	"context"
 	"fmt"
+	"os"
+	"syscall"
 
 	"github.com/h2kvm/h2kvm/vfs"
 )
@@ -11,8 +13,9 @@ import (
 // It is always fully allocated.
 type flatExtent struct {
 	src    vfs.Source
-	offset int64 // bytes into src
-	n      int64 // extent size in bytes
+	file   *os.File // src reopened for Chain.MapFile; nil unless src is a local file
+	offset int64    // bytes into src
+	n      int64    // extent size in bytes
 }
 
 var _ extentReader = (*flatExtent)(nil)
@@ -25,12 +28,48 @@ func openFlat(src vfs.Source, offsetSectors, sectors int64) (*flatExtent, error)
 		return nil, fmt.Errorf("%s: flat extent of %d bytes at offset %d needs %d bytes, file has %d: %w",
 			src.Name(), f.n, f.offset, f.offset+f.n, src.Size(), vfs.ErrTruncated)
 	}
+	f.file = localFile(src)
 	return f, nil
+}
+
+// localFile opens the local file behind src a second time, as an *os.File that Chain.MapFile
+// can hand to a zero-copy sender (vfs.File does not expose its own). It returns nil when src is
+// not a local file or when the name no longer leads to the file src has open (same device and
+// inode), so that a file replaced since it was opened is never mapped.
+func localFile(src vfs.Source) *os.File {
+	vf, ok := src.(*vfs.File)
+	if !ok {
+		return nil
+	}
+	f, err := os.Open(vf.Name())
+	if err != nil {
+		return nil
+	}
+	var a, b syscall.Stat_t
+	if syscall.Fstat(int(vf.Fd()), &a) != nil || syscall.Fstat(int(f.Fd()), &b) != nil || a.Dev != b.Dev || a.Ino != b.Ino {
+		f.Close()
+		return nil
+	}
+	return f
 }
 
 func (f *flatExtent) size() int64    { return f.n }
 func (f *flatExtent) format() string { return "flat" }
-func (f *flatExtent) close() error   { return f.src.Close() }
+
+func (f *flatExtent) close() error {
+	if f.file != nil {
+		f.file.Close()
+	}
+	return f.src.Close()
+}
+
+// mapFile: every byte of a flat extent is in its file, in order.
+func (f *flatExtent) mapFile(ctx context.Context, off, length int64) (*os.File, int64, int64, error) {
+	if f.file == nil || off < 0 || off >= f.n {
+		return nil, 0, 0, nil
+	}
+	return f.file, f.offset + off, min(length, f.n-off), nil
+}
 
 func (f *flatExtent) readAt(ctx context.Context, p []byte, off int64) error {
 	if off < 0 || off+int64(len(p)) > f.n {

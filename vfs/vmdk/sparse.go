@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"os"
 	"strconv"
 	"sync"
 
@@ -20,6 +21,7 @@ import (
 type sparseExtent struct {
 	// set once at open
 	src        vfs.Source
+	file       *os.File // src reopened for Chain.MapFile; nil if compressed or not local
 	h          sparseHeader
 	capBytes   int64
 	fileSize   int64
@@ -103,6 +105,9 @@ func openSparse(ctx context.Context, src vfs.Source) (*sparseExtent, error) {
 	}
 	if err := s.loadDirectories(ctx); err != nil {
 		return nil, err
+	}
+	if !h.compressed() {
+		s.file = localFile(src)
 	}
 	return s, nil
 }
@@ -306,7 +311,48 @@ func (s *sparseExtent) format() string {
 	return "sparse"
 }
 
-func (s *sparseExtent) close() error { return s.src.Close() }
+func (s *sparseExtent) close() error {
+	if s.file != nil {
+		s.file.Close()
+	}
+	return s.src.Close()
+}
+
+// mapFile maps the allocated grains at off to the file, as far as they lie back to back in it
+// (qemu and VMware append grains in write order, so sequential writes give long runs). It maps
+// nothing unless the grain at off holds data.
+func (s *sparseExtent) mapFile(ctx context.Context, off, length int64) (*os.File, int64, int64, error) {
+	if s.file == nil || off < 0 || off >= s.capBytes {
+		return nil, 0, 0, nil
+	}
+	end := min(off+length, s.capBytes)
+	gb := s.h.grainBytes()
+	var start, m int64
+	for pos := off; pos < end; {
+		g, within := uint64(pos/gb), pos%gb
+		st, sec, err := s.entry(ctx, g)
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		fo := int64(sec)*sectorSize + within
+		if st != grainData || m > 0 && start+m != fo {
+			break
+		}
+		if m == 0 {
+			start = fo
+		}
+		c := min(end-pos, gb-within)
+		if fo+c > s.fileSize {
+			break // a grain cut short by the end of the file: let readAt report it
+		}
+		m += c
+		pos += c
+	}
+	if m == 0 {
+		return nil, 0, 0, nil
+	}
+	return s.file, start, m, nil
+}
 
 func (s *sparseExtent) extentNotes() []string {
 	s.mu.Lock()

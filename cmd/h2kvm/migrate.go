@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/h2kvm/h2kvm/fixers/linux"
+	"github.com/h2kvm/h2kvm/pipeline/migrate"
+)
+
+// MigrateCmd is `h2kvm migrate`.
+type MigrateCmd struct {
+	Source          string          `arg:"" help:"The VM or disk: .vmdk, .vmx, .ova, vsphere://…, https://…, ssh://…, nbd://…."`
+	Output          string          `required:"" placeholder:"DIR" help:"Output folder: NAME.qcow2 (or raw), NAME.xml, report.json, report.md."`
+	Server          string          `placeholder:"SOCK" help:"Control socket of a running 'h2kvm serve' (default: run one in this process)."`
+	Format          string          `short:"O" enum:"qcow2,raw" default:"qcow2" help:"Output format: ${enum}."`
+	Compress        bool            `help:"Compress qcow2 clusters."`
+	Name            string          `help:"Name of the outputs and the libvirt domain (default: the VM's name)."`
+	BootTest        bool            `help:"Boot the result under libvirtd and prove a login prompt and network (SSH banner)."`
+	BootTimeout     time.Duration   `default:"6m" help:"How long the boot test waits."`
+	Resume          bool            `help:"Continue the job recorded in the output folder after its last completed stage."`
+	DryRun          bool            `help:"Stop after PLAN: print the facts and the plan, change nothing."`
+	Skip            []migrate.Stage `enum:"fix,validate" placeholder:"STAGE" help:"Skip a stage (fix or validate); stages are never reordered."`
+	Snapshot        string          `help:"For vsphere:// sources: migrate the disks as of this snapshot."`
+	CacheLimit      Size            `default:"1GiB" placeholder:"SIZE" help:"Local disk for caching remote blocks."`
+	KeepMAC         []string        `name:"keep-mac" placeholder:"MAC" help:"MACs the KVM domain keeps (default: the source VM's)."`
+	NoSerialConsole bool            `help:"Do not add console=ttyS0 to the guest's kernel command line."`
+	KeepState       bool            `help:"Keep OUTPUT/.h2kvm (overlays, cache, job record) after success."`
+	JSON            bool            `help:"Report progress as JSON lines on stdout; the last line is the job record."`
+}
+
+func (c *MigrateCmd) Help() string {
+	return `Runs FETCH → FLATTEN → INSPECT → PLAN → FIX → CONVERT → VALIDATE:
+
+  FETCH     resolve SOURCE into a VM: disks (VMDK chains) and hardware (CPUs, memory, MACs)
+  FLATTEN   serve each chain as an NBD export with a copy-on-write overlay (source never written)
+  INSPECT   attach the exports to libguestfs and derive the guest's facts
+  PLAN      derive the fixes (printed before anything changes)
+  FIX       apply them into the overlays: fstab, bootloader, initramfs with virtio, network,
+            VMware tools, SELinux relabel
+  CONVERT   qemu-img from the overlays straight to OUTPUT/NAME.qcow2 (no intermediate copy)
+  VALIDATE  write OUTPUT/NAME.xml (libvirt), check it with virt-xml-validate, and with
+            --boot-test boot it under libvirtd and prove login prompt and network
+
+Each stage is recorded; after a crash or Ctrl-C, --resume continues with the same overlays.
+
+Exit codes: 0 done; 1 other errors; 2 bad input (missing parent, corrupt image, bad usage);
+3 the guest cannot be made bootable (nothing was converted); 4 the boot test failed.`
+}
+
+func (c *MigrateCmd) Run(ctx context.Context, g *Globals) error {
+	p := newProgress(g.Stdout, os.Stderr, c.JSON, "convert")
+	events := func(e migrate.Event) {
+		switch {
+		case c.JSON && e.Status != "progress":
+			json.NewEncoder(g.Stdout).Encode(e)
+		case e.Status == "progress":
+			p.update(e.Percent)
+		case e.Status == "start":
+			g.Log.Info("stage", "stage", e.Stage)
+		case e.Status == "plan":
+			fmt.Fprintf(os.Stderr, "  plan: %s\n", e.Message)
+		case e.Status == "warning":
+			g.Log.Warn(e.Message, "stage", e.Stage)
+		case e.Status == "failed":
+			p.done()
+		case e.Status == "done" || e.Status == "skipped":
+			if e.Stage == migrate.Convert {
+				p.done()
+			}
+			g.Log.Info("stage "+e.Status, "stage", e.Stage, "note", e.Message)
+		}
+	}
+	job, err := migrate.Run(ctx, migrate.Options{
+		Source: c.Source, OutputDir: c.Output, Name: c.Name, Server: c.Server,
+		Format: c.Format, Compress: c.Compress, BootTest: c.BootTest, BootTimeout: c.BootTimeout,
+		Resume: c.Resume, DryRun: c.DryRun, Skip: c.Skip, Snapshot: c.Snapshot,
+		CacheLimit: int64(c.CacheLimit), KeepState: c.KeepState,
+		Plan:   linux.PlanOptions{KeepMACs: c.KeepMAC, NoSerialConsole: c.NoSerialConsole},
+		Log:    g.Log,
+		Events: events,
+	})
+	if job != nil {
+		if c.JSON {
+			json.NewEncoder(g.Stdout).Encode(job)
+		} else if err == nil {
+			summary(g, job)
+		}
+	}
+	return err
+}
+
+func summary(g *Globals, j *migrate.Job) {
+	w := g.Stdout
+	for _, o := range j.Outputs {
+		fmt.Fprintf(w, "disk:   %s\n", o)
+	}
+	if j.Domain != "" {
+		fmt.Fprintf(w, "domain: %s\n", j.Domain)
+	}
+	fmt.Fprintf(w, "report: %s/report.md\n", j.Output)
+	if j.Fixes != nil {
+		fmt.Fprintf(w, "fixes:  %d changes\n", len(j.Fixes.Changes))
+	}
+	if b := j.Boot; b != nil {
+		fmt.Fprintf(w, "boot:   login prompt after %s, %s after %s\n", b.Evidence.LoginAfter.Round(time.Second), b.Evidence.SSHBanner, b.Evidence.SSHAfter.Round(time.Second))
+	}
+	fmt.Fprintf(w, "bytes:  virtual %s, fetched %s, overlay %s, output %s, peak staging %s\n",
+		humanBytes(j.VirtualBytes), humanBytes(j.FetchedBytes), humanBytes(j.OverlayBytes), humanBytes(j.OutputBytes), humanBytes(j.PeakStagingBytes))
+}

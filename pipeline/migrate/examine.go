@@ -1,0 +1,90 @@
+package migrate
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/h2kvm/h2kvm/fixers/gfs"
+	"github.com/h2kvm/h2kvm/fixers/linux"
+	"github.com/h2kvm/h2kvm/pipeline"
+	"github.com/h2kvm/h2kvm/pipeline/daemon"
+	"github.com/h2kvm/h2kvm/pipeline/host"
+	"github.com/h2kvm/h2kvm/vfs/source"
+)
+
+// Examination is what `h2kvm inspect` and `h2kvm plan` report: the VM, the guest's facts and
+// the fixes a migration would make. Nothing is written: the disks are attached read-only.
+type Examination struct {
+	VM    *pipeline.VM   `json:"vm"`
+	Facts *linux.Facts   `json:"facts"`
+	Plan  *linux.FixPlan `json:"plan,omitempty"`
+	// Refusal says why the guest cannot be migrated (no OS, unsupported, no virtio kernel);
+	// the plan is then empty.
+	Refusal  string   `json:"refusal,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// ExamineOptions configure Examine.
+type ExamineOptions struct {
+	Snapshot   string
+	CacheLimit int64
+	Plan       linux.PlanOptions
+	Log        *slog.Logger
+}
+
+// Examine inspects the guest on src's disks through read-only exports of an embedded daemon
+// and derives the plan. A guest the fixers refuse is not an error: Refusal says why, and the
+// error returned wraps pipeline.ErrGuestNotBootable so that callers can set the exit code.
+func Examine(ctx context.Context, src string, opt ExamineOptions) (*Examination, error) {
+	cfg, err := source.ConfigFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	var ex Examination
+	ex.VM, err = ResolveVM(ctx, src, cfg, opt.Snapshot, func(m string) { ex.Warnings = append(ex.Warnings, m) })
+	if err != nil {
+		return nil, err
+	}
+	emb, err := pipeline.StartEmbedded(ctx, pipeline.EmbeddedOptions{CacheLimit: opt.CacheLimit, Logger: opt.Log})
+	if err != nil {
+		return nil, err
+	}
+	defer emb.Close()
+	var drives []gfs.Drive
+	for i, d := range ex.VM.Disks {
+		name := fmt.Sprintf("disk%d", i)
+		if _, err := emb.CreateExport(ctx, daemon.ExportSpec{Name: name, Source: d.Source, ReadOnly: true, Transient: true}); err != nil {
+			return nil, err
+		}
+		drives = append(drives, gfs.NBD(emb.Socket, name, true))
+	}
+	kvm, _ := host.CheckKVM(ctx)
+	sess, err := gfs.Open(ctx, gfs.Options{ForceTCG: !kvm, Identifier: "inspect"}, drives...)
+	if err != nil {
+		return nil, err
+	}
+	defer sess.Close()
+	ex.Facts, err = linux.Inspect(ctx, sess.G())
+	if err != nil {
+		if isRefusal(err) {
+			ex.Refusal = err.Error()
+			return &ex, notBootable("inspect", err)
+		}
+		return nil, err
+	}
+	popt := opt.Plan
+	if len(popt.KeepMACs) == 0 {
+		for _, n := range ex.VM.NICs {
+			if n.MAC != "" {
+				popt.KeepMACs = append(popt.KeepMACs, n.MAC)
+			}
+		}
+	}
+	ex.Plan, err = linux.Plan(ex.Facts, popt)
+	if err != nil {
+		ex.Refusal = err.Error()
+		return &ex, notBootable("plan", err)
+	}
+	return &ex, nil
+}

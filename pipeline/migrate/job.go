@@ -1,0 +1,71 @@
+package migrate
+
+import (
+	"time"
+
+	"github.com/h2kvm/h2kvm/fixers"
+	"github.com/h2kvm/h2kvm/fixers/linux"
+	"github.com/h2kvm/h2kvm/pipeline"
+)
+
+// Stage names a pipeline stage.
+type Stage string
+
+// The stages, in their fixed order.
+const (
+	Fetch    Stage = "fetch"
+	Flatten  Stage = "flatten"
+	Inspect  Stage = "inspect"
+	Plan     Stage = "plan"
+	Fix      Stage = "fix"
+	Convert  Stage = "convert"
+	Validate Stage = "validate"
+)
+
+// Stages lists every stage in order.
+var Stages = []Stage{Fetch, Flatten, Inspect, Plan, Fix, Convert, Validate}
+
+// Skippable are the stages a user may skip.
+var Skippable = map[Stage]bool{Fix: true, Validate: true}
+
+// StageRecord is the outcome of one stage.
+type StageRecord struct {
+	Status  string    `json:"status"` // "done", "skipped", "failed"
+	Started time.Time `json:"started"`
+	Ended   time.Time `json:"ended"`
+	Seconds float64   `json:"seconds"`
+	Error   string    `json:"error,omitempty"`
+}
+
+// Job is the job record, kept in the store under the job ID and written out as report.json.
+type Job struct {
+	ID     string                `json:"id"`
+	Source string                `json:"source"`
+	Name   string                `json:"name"`
+	Output string                `json:"output_dir"`
+	Format string                `json:"format"`
+	Stages map[Stage]StageRecord `json:"stages"`
+
+	VM      *pipeline.VM             `json:"vm,omitempty"`
+	Exports []string                 `json:"exports,omitempty"`
+	Facts   *linux.Facts             `json:"facts,omitempty"`
+	Plan    *linux.FixPlan           `json:"plan,omitempty"`
+	Fixes   *fixers.Report           `json:"fixes,omitempty"`
+	Outputs []string                 `json:"outputs,omitempty"`
+	Domain  string                   `json:"domain_xml,omitempty"`
+	Boot    *pipeline.BootTestResult `json:"boot_test,omitempty"`
+
+	// Numbers.
+	VirtualBytes   int64 `json:"virtual_bytes"`
+	AllocatedBytes int64 `json:"allocated_bytes"`
+	FetchedBytes   int64 `json:"fetched_bytes"`
+	OverlayBytes   int64 `json:"overlay_bytes"`
+	OutputBytes    int64 `json:"output_bytes"`
+	// PeakStagingBytes is the largest local disk use of the state directory (overlays and
+	// cache) seen during the job, sampled.
+	PeakStagingBytes int64 `json:"peak_staging_bytes"`
+
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+func (j *Job) done(s Stage) bool { r, ok := j.Stages[s]; return ok && r.Status == "done" }

@@ -1,0 +1,579 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/h2kvm/h2kvm/fixers/gfs"
+	"github.com/h2kvm/h2kvm/fixers/linux"
+	"github.com/h2kvm/h2kvm/pipeline"
+	"github.com/h2kvm/h2kvm/pipeline/daemon"
+	"github.com/h2kvm/h2kvm/pipeline/host"
+	"github.com/h2kvm/h2kvm/store"
+	"github.com/h2kvm/h2kvm/vfs/source"
+)
+
+// Options configure Run.
+type Options struct {
+	Source    string
+	OutputDir string
+	// Name of the outputs and the domain (default: the VM's name).
+	Name string
+	// Server is the control socket of a running daemon; empty runs one in this process with
+	// its state in OutputDir/.h2kvm.
+	Server   string
+	Format   string // qcow2 (default) or raw
+	Compress bool
+	// BootTest boots the result under libvirtd and proves login prompt and network.
+	BootTest    bool
+	BootTimeout time.Duration
+	// Resume continues the job recorded in OutputDir after its last completed stage.
+	Resume bool
+	// DryRun stops after PLAN: nothing is written into the guest, no output is made.
+	DryRun bool
+	// Skip lists stages not to run (only FIX and VALIDATE may be skipped).
+	Skip []Stage
+	// Snapshot chooses a vSphere snapshot.
+	Snapshot   string
+	CacheLimit int64
+	Plan       linux.PlanOptions
+	// KeepState keeps OutputDir/.h2kvm (overlays, cache, job record) after success.
+	KeepState bool
+	Log       *slog.Logger
+	// Events receives progress: stage starts and ends, conversion percentages, the plan.
+	Events func(Event)
+}
+
+// Event is one progress report.
+type Event struct {
+	Stage   Stage   `json:"stage"`
+	Status  string  `json:"status"` // start, done, skipped, progress, plan, warning
+	Percent float64 `json:"percent,omitempty"`
+	Message string  `json:"message,omitempty"`
+}
+
+// ErrJobExists: the output folder holds a job and Resume was not asked for. Permanent.
+var ErrJobExists = errors.New("a job exists in the output folder")
+
+const jobKey = "job"
+
+// backend is where the exports live: an embedded daemon or a running one.
+type backend interface {
+	CreateExport(ctx context.Context, spec daemon.ExportSpec) (daemon.ExportInfo, error)
+	GetExport(ctx context.Context, name string) (daemon.ExportInfo, error)
+	DeleteExport(ctx context.Context, name string, discard bool) error
+}
+
+// runner holds one run's state.
+type runner struct {
+	opt    Options
+	job    *Job
+	db     *store.Store
+	be     backend
+	socket string
+	state  string // OutputDir/.h2kvm
+	log    *slog.Logger
+	peak   atomic.Int64
+}
+
+// Run migrates opt.Source into opt.OutputDir. It returns the job record, also on failure (with
+// the failed stage recorded), and writes report.json and report.md into the output folder.
+func Run(ctx context.Context, opt Options) (*Job, error) {
+	if opt.Format == "" {
+		opt.Format = "qcow2"
+	}
+	if opt.Log == nil {
+		opt.Log = slog.Default()
+	}
+	for _, s := range opt.Skip {
+		if !Skippable[s] {
+			return nil, fmt.Errorf("migrate: stage %q cannot be skipped (only fix and validate can)", s)
+		}
+	}
+	if err := os.MkdirAll(opt.OutputDir, 0o755); err != nil {
+		return nil, fmt.Errorf("migrate: output folder: %w", err)
+	}
+	r := &runner{opt: opt, log: opt.Log, state: filepath.Join(opt.OutputDir, ".h2kvm")}
+	if err := os.MkdirAll(r.state, 0o700); err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	db, err := store.Open(filepath.Join(r.state, "job.db"), store.Options{})
+	if err != nil {
+		return nil, err
+	}
+	r.db = db
+	defer db.Close()
+	if err := r.loadJob(ctx); err != nil {
+		return nil, err
+	}
+
+	closeBackend, err := r.startBackend(ctx)
+	if err != nil {
+		return r.job, err
+	}
+	stopSampler := r.sampleStaging()
+	err = r.stages(ctx)
+	stopSampler()
+	r.job.PeakStagingBytes = r.peak.Load()
+	r.collectStats(context.WithoutCancel(ctx))
+	r.save(context.WithoutCancel(ctx))
+	if rerr := writeReports(r.job); rerr != nil && err == nil {
+		err = rerr
+	}
+	success := err == nil && !opt.DryRun
+	if success {
+		for _, e := range r.job.Exports {
+			if derr := r.be.DeleteExport(context.WithoutCancel(ctx), e, true); derr != nil {
+				r.log.Warn("removing export", "export", e, "err", derr)
+			}
+		}
+	}
+	closeBackend()
+	if success && !opt.KeepState {
+		db.Close()
+		os.RemoveAll(r.state)
+	}
+	return r.job, err
+}
+
+func (r *runner) loadJob(ctx context.Context) error {
+	var j Job
+	err := r.db.Job(ctx, jobKey, &j)
+	switch {
+	case err == nil && !r.opt.Resume && !r.opt.DryRun:
+		return fmt.Errorf("migrate: %s: %w (started %s from %s); use --resume, or another folder",
+			r.opt.OutputDir, ErrJobExists, j.Stages[Fetch].Started.Format(time.RFC3339), j.Source)
+	case err == nil && r.opt.Resume:
+		if j.Source != r.opt.Source {
+			return fmt.Errorf("migrate: --resume: the job in %s migrates %s, not %s", r.opt.OutputDir, j.Source, r.opt.Source)
+		}
+		r.job = &j
+		return nil
+	case err != nil && !errors.Is(err, os.ErrNotExist) && !isNotFound(err):
+		return err
+	case r.opt.Resume:
+		return fmt.Errorf("migrate: --resume: no job recorded in %s", r.opt.OutputDir)
+	}
+	r.job = &Job{
+		ID:     fmt.Sprintf("m%x", time.Now().UnixNano()&0xffffffffff),
+		Source: r.opt.Source, Output: r.opt.OutputDir, Format: r.opt.Format,
+		Stages: map[Stage]StageRecord{},
+	}
+	return nil
+}
+
+func (r *runner) startBackend(ctx context.Context) (func(), error) {
+	if r.opt.Server != "" {
+		c := daemon.NewClient(r.opt.Server)
+		si, err := c.Server(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("migrate: --server %s: %w", r.opt.Server, err)
+		}
+		if si.NBDSocket == "" {
+			return nil, fmt.Errorf("migrate: the daemon at %s serves no NBD unix socket (start it with --nbd-socket)", r.opt.Server)
+		}
+		r.be, r.socket = c, si.NBDSocket
+		return func() {}, nil
+	}
+	emb, err := pipeline.StartEmbedded(ctx, pipeline.EmbeddedOptions{
+		StateDir: filepath.Join(r.state, "state"), CacheLimit: r.opt.CacheLimit, Logger: r.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.be, r.socket = emb, emb.Socket
+	return func() {
+		if err := emb.Close(); err != nil {
+			r.log.Warn("stopping the embedded daemon", "err", err)
+		}
+	}, nil
+}
+
+func (r *runner) emit(e Event) {
+	if r.opt.Events != nil {
+		r.opt.Events(e)
+	}
+}
+
+func (r *runner) skipped(s Stage) bool {
+	for _, k := range r.opt.Skip {
+		if k == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *runner) save(ctx context.Context) {
+	if err := r.db.PutJob(ctx, jobKey, r.job); err != nil {
+		r.log.Warn("saving the job record", "err", err)
+	}
+}
+
+// stage runs fn as stage s unless the job already completed it, and records the outcome.
+func (r *runner) stage(ctx context.Context, s Stage, fn func() error) error {
+	if r.job.done(s) {
+		r.emit(Event{Stage: s, Status: "done", Message: "already done (resumed)"})
+		return nil
+	}
+	rec := StageRecord{Started: time.Now().UTC()}
+	r.emit(Event{Stage: s, Status: "start"})
+	err := fn()
+	rec.Ended = time.Now().UTC()
+	rec.Seconds = rec.Ended.Sub(rec.Started).Seconds()
+	switch {
+	case errors.Is(err, errSkipped):
+		rec.Status, err = "skipped", nil
+	case err != nil:
+		rec.Status, rec.Error = "failed", err.Error()
+	default:
+		rec.Status = "done"
+	}
+	r.job.Stages[s] = rec
+	r.save(context.WithoutCancel(ctx))
+	r.emit(Event{Stage: s, Status: rec.Status, Message: rec.Error})
+	return err
+}
+
+var errSkipped = errors.New("skipped")
+
+// stages runs the stage order.
+func (r *runner) stages(ctx context.Context) error {
+	if err := r.stage(ctx, Fetch, func() error { return r.fetch(ctx) }); err != nil {
+		return err
+	}
+	if err := r.stage(ctx, Flatten, func() error { return r.flatten(ctx) }); err != nil {
+		return err
+	}
+	// INSPECT, PLAN and FIX share one appliance; a FIX that did not complete is redone from
+	// INSPECT (every fixer is idempotent).
+	if !r.job.done(Fix) {
+		delete(r.job.Stages, Inspect)
+		delete(r.job.Stages, Plan)
+		if err := r.guestStages(ctx); err != nil {
+			return err
+		}
+	}
+	if r.opt.DryRun {
+		return nil
+	}
+	if err := r.stage(ctx, Convert, func() error { return r.convert(ctx) }); err != nil {
+		return err
+	}
+	return r.stage(ctx, Validate, func() error {
+		if r.skipped(Validate) {
+			return errSkipped
+		}
+		return r.validate(ctx)
+	})
+}
+
+func (r *runner) fetch(ctx context.Context) error {
+	cfg, err := source.ConfigFromEnv()
+	if err != nil {
+		return err
+	}
+	vm, err := ResolveVM(ctx, r.opt.Source, cfg, r.opt.Snapshot, func(m string) {
+		r.job.Warnings = append(r.job.Warnings, m)
+		r.emit(Event{Stage: Fetch, Status: "warning", Message: m})
+	})
+	if err != nil {
+		return err
+	}
+	if len(vm.Disks) == 0 {
+		return fmt.Errorf("fetch: %s has no disks: %w", r.opt.Source, pipeline.ErrGuestNotBootable)
+	}
+	r.job.VM = vm
+	r.job.Name = r.opt.Name
+	if r.job.Name == "" {
+		r.job.Name = safeName(vm.Name)
+	}
+	return nil
+}
+
+func (r *runner) flatten(ctx context.Context) error {
+	r.job.Exports = nil
+	r.job.VirtualBytes, r.job.AllocatedBytes = 0, 0
+	for i, d := range r.job.VM.Disks {
+		name := fmt.Sprintf("%s-disk%d", r.job.ID, i)
+		spec := daemon.ExportSpec{Name: name, Source: d.Source, KeepOverlay: true}
+		if _, err := r.be.CreateExport(ctx, spec); err != nil && !errors.Is(err, daemon.ErrExists) {
+			return fmt.Errorf("flatten: disk %d (%s): %w", i, d.Source, err)
+		}
+		info, err := r.be.GetExport(ctx, name)
+		if err != nil {
+			return fmt.Errorf("flatten: disk %d: %w", i, err)
+		}
+		r.job.Exports = append(r.job.Exports, name)
+		r.job.VirtualBytes += info.VirtualSize
+		if info.Chain != nil {
+			for _, l := range info.Chain.Links {
+				r.job.AllocatedBytes += l.AllocatedBytes
+			}
+		}
+	}
+	return nil
+}
+
+// guestStages runs INSPECT, PLAN and FIX in one libguestfs session.
+func (r *runner) guestStages(ctx context.Context) error {
+	readOnly := r.opt.DryRun || r.skipped(Fix)
+	var drives []gfs.Drive
+	for _, e := range r.job.Exports {
+		drives = append(drives, gfs.NBD(r.socket, e, readOnly))
+	}
+	kvm, _ := host.CheckKVM(ctx)
+	var sess *gfs.Session
+	defer func() {
+		if sess != nil {
+			if err := sess.Close(); err != nil {
+				r.log.Warn("closing the libguestfs session", "err", err)
+			}
+		}
+	}()
+	err := r.stage(ctx, Inspect, func() error {
+		var err error
+		sess, err = gfs.Open(ctx, gfs.Options{ForceTCG: !kvm, Identifier: r.job.ID}, drives...)
+		if err != nil {
+			return fmt.Errorf("inspect: %w", err)
+		}
+		r.job.Facts, err = linux.Inspect(ctx, sess.G())
+		if err != nil {
+			return notBootable("inspect", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	err = r.stage(ctx, Plan, func() error {
+		opt := r.opt.Plan
+		if len(opt.KeepMACs) == 0 {
+			for _, n := range r.job.VM.NICs {
+				if n.MAC != "" {
+					opt.KeepMACs = append(opt.KeepMACs, n.MAC)
+				}
+			}
+		}
+		p, err := linux.Plan(r.job.Facts, opt)
+		if err != nil {
+			return notBootable("plan", err)
+		}
+		r.job.Plan = p
+		for _, f := range p.Fixes {
+			r.emit(Event{Stage: Plan, Status: "plan", Message: fmt.Sprintf("%s: %s (%s)", f.ID, f.Reason, strings.Join(f.Files, ", "))})
+		}
+		return nil
+	})
+	if err != nil || r.opt.DryRun {
+		return err
+	}
+	err = r.stage(ctx, Fix, func() error {
+		if r.skipped(Fix) {
+			return errSkipped
+		}
+		rep, err := linux.Apply(ctx, sess.G(), r.job.Plan)
+		r.job.Fixes = rep
+		if err != nil {
+			return notBootable("fix", err)
+		}
+		// Shutting the appliance down flushes its writes to the exports' overlays.
+		err = sess.Close()
+		sess = nil
+		if err != nil {
+			return fmt.Errorf("fix: closing the appliance: %w", err)
+		}
+		return nil
+	})
+	return err
+}
+
+// isRefusal reports whether the fixers refused the guest.
+func isRefusal(err error) bool {
+	return errors.Is(err, linux.ErrNoOS) || errors.Is(err, linux.ErrUnsupported) || errors.Is(err, linux.ErrNotBootable)
+}
+
+// notBootable marks the errors that mean the guest cannot be made to boot.
+func notBootable(stage string, err error) error {
+	if isRefusal(err) {
+		return fmt.Errorf("%s: %w: %w", stage, pipeline.ErrGuestNotBootable, err)
+	}
+	return fmt.Errorf("%s: %w", stage, err)
+}
+
+func (r *runner) outputPath(i int) string {
+	if len(r.job.Exports) == 1 {
+		return filepath.Join(r.opt.OutputDir, r.job.Name+"."+r.job.Format)
+	}
+	return filepath.Join(r.opt.OutputDir, fmt.Sprintf("%s-disk%d.%s", r.job.Name, i, r.job.Format))
+}
+
+func (r *runner) convert(ctx context.Context) error {
+	r.job.Outputs = nil
+	for i, e := range r.job.Exports {
+		out := r.outputPath(i)
+		// A conversion killed earlier leaves its temporary file: remove it. An output under
+		// its final name is complete (it is renamed into place only when done).
+		stale, _ := filepath.Glob(filepath.Join(filepath.Dir(out), "."+filepath.Base(out)+".part-*"))
+		for _, s := range stale {
+			os.Remove(s)
+		}
+		if _, err := os.Stat(out); err == nil {
+			if !r.opt.Resume {
+				return fmt.Errorf("convert: %s exists", out)
+			}
+		} else {
+			uri := fmt.Sprintf("nbd+unix:///%s?socket=%s", e, r.socket)
+			err := pipeline.Convert(ctx, uri, out, pipeline.ConvertOptions{
+				Format: r.job.Format, Compress: r.opt.Compress,
+				Progress: func(p float64) {
+					r.emit(Event{Stage: Convert, Status: "progress", Percent: p, Message: filepath.Base(out)})
+				},
+			})
+			if err != nil {
+				if errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), "No space left") {
+					return fmt.Errorf("convert: %s: the output folder is full: %w", out, err)
+				}
+				return err
+			}
+		}
+		r.job.Outputs = append(r.job.Outputs, out)
+	}
+	return nil
+}
+
+func (r *runner) validate(ctx context.Context) error {
+	vm := *r.job.VM
+	vm.Name = r.job.Name
+	if vm.Firmware == "" && r.job.Facts != nil && r.job.Facts.Firmware == "uefi" {
+		vm.Firmware = "efi"
+	}
+	kvm, _ := host.CheckKVM(ctx)
+	typ := "qemu"
+	if kvm {
+		typ = "kvm"
+	}
+	var abs []string
+	for _, o := range r.job.Outputs {
+		a, err := filepath.Abs(o)
+		if err != nil {
+			return err
+		}
+		abs = append(abs, a)
+	}
+	dom, err := pipeline.Domain(vm, pipeline.DomainOptions{
+		Type: typ, DiskPaths: abs, DiskFormat: r.job.Format,
+		NVRAMPath: filepath.Join(filepath.Dir(abs[0]), r.job.Name+"_VARS.fd"),
+	})
+	if err != nil {
+		return fmt.Errorf("validate: %w", err)
+	}
+	xmlPath := filepath.Join(r.opt.OutputDir, r.job.Name+".xml")
+	if err := pipeline.WriteDomainXML(dom, xmlPath); err != nil {
+		return err
+	}
+	r.job.Domain = xmlPath
+	if err := pipeline.ValidateDomainXML(ctx, xmlPath); err != nil {
+		return err
+	}
+	if !r.opt.BootTest {
+		return nil
+	}
+	work, err := os.MkdirTemp(r.state, "boot-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	res, err := pipeline.BootTest(ctx, pipeline.BootTestOptions{
+		VM: vm, Disks: abs, Format: r.job.Format, DomainType: typ, WorkDir: work, Timeout: r.opt.BootTimeout,
+	})
+	r.job.Boot = &res
+	return err
+}
+
+// collectStats fills the byte counts from the exports.
+func (r *runner) collectStats(ctx context.Context) {
+	var fetched, overlay int64
+	for _, e := range r.job.Exports {
+		if in, err := r.be.GetExport(ctx, e); err == nil {
+			fetched += in.Stats.FetchedBytes
+			overlay += in.Stats.OverlayBytes
+		}
+	}
+	if fetched > r.job.FetchedBytes {
+		r.job.FetchedBytes = fetched
+	}
+	if overlay > 0 {
+		r.job.OverlayBytes = overlay
+	}
+	r.job.OutputBytes = 0
+	for _, o := range r.job.Outputs {
+		if st, err := os.Stat(o); err == nil {
+			if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+				r.job.OutputBytes += sys.Blocks * 512
+			}
+		}
+	}
+}
+
+// sampleStaging samples the disk use of the state folder until the returned stop is called.
+func (r *runner) sampleStaging() (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			if n := diskUse(filepath.Join(r.state, "state")); n > r.peak.Load() {
+				r.peak.Store(n)
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// diskUse returns the allocated bytes of the files under dir.
+func diskUse(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if info, err := d.Info(); err == nil {
+			if st, ok := info.Sys().(*syscall.Stat_t); ok {
+				n += st.Blocks * 512
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// safeName keeps [A-Za-z0-9._-] of a VM name for file names.
+func safeName(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			b[i] = '_'
+		}
+	}
+	out := strings.Trim(string(b), "._")
+	if out == "" {
+		return "vm"
+	}
+	return out
+}

@@ -1,0 +1,108 @@
+package migrate
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// writeReports writes report.json and report.md into the job's output folder.
+func writeReports(j *Job) error {
+	b, err := json.MarshalIndent(j, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(filepath.Join(j.Output, "report.json"), append(b, '\n')); err != nil {
+		return err
+	}
+	return writeAtomic(filepath.Join(j.Output, "report.md"), []byte(markdown(j)))
+}
+
+func writeAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	return os.Rename(tmp, path)
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// markdown renders the job for people.
+func markdown(j *Job) string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	w("# h2kvm migration of %s\n\n", j.Source)
+	w("- job: `%s`\n- output: `%s` (%s)\n", j.ID, j.Output, j.Format)
+	if j.VM != nil {
+		w("- VM: %s, %d CPUs, %d MiB, firmware %q, %d disk(s), %d NIC(s)\n", j.VM.Name, j.VM.CPUs, j.VM.MemoryMiB, j.VM.Firmware, len(j.VM.Disks), len(j.VM.NICs))
+		for _, n := range j.VM.NICs {
+			w("  - NIC %s %s (%s)\n", n.Model, n.MAC, n.Network)
+		}
+	}
+	w("\n## Stages\n\n| stage | status | seconds | error |\n|---|---|---|---|\n")
+	for _, s := range Stages {
+		r, ok := j.Stages[s]
+		if !ok {
+			w("| %s | not run | | |\n", s)
+			continue
+		}
+		w("| %s | %s | %.1f | %s |\n", s, r.Status, r.Seconds, strings.ReplaceAll(r.Error, "|", "\\|"))
+	}
+	w("\n## Numbers\n\n")
+	w("- virtual size: %s; allocated in the chain(s): %s\n", mib(j.VirtualBytes), mib(j.AllocatedBytes))
+	w("- fetched from remote sources: %s\n", mib(j.FetchedBytes))
+	w("- overlay (changes made to the guest): %s\n", mib(j.OverlayBytes))
+	w("- output on disk: %s\n", mib(j.OutputBytes))
+	w("- peak local staging (overlays + cache): %s\n", mib(j.PeakStagingBytes))
+	if f := j.Facts; f != nil {
+		w("\n## Guest\n\n```json\n")
+		fb, _ := json.MarshalIndent(f, "", "  ")
+		b.Write(fb)
+		w("\n```\n")
+	}
+	if p := j.Plan; p != nil {
+		w("\n## Plan\n\n")
+		for _, f := range p.Fixes {
+			w("- **%s**: %s (%s)\n", f.ID, f.Reason, strings.Join(f.Files, ", "))
+		}
+		for _, x := range p.Warnings {
+			w("- warning: %s\n", x)
+		}
+	}
+	if r := j.Fixes; r != nil {
+		w("\n## Changes\n\n")
+		for _, c := range r.Changes {
+			w("### %s\n\n", c.String())
+			if c.Before != "" {
+				w("Before:\n\n```\n%s\n```\n\n", strings.TrimRight(c.Before, "\n"))
+			}
+			if c.After != "" {
+				w("After:\n\n```\n%s\n```\n\n", strings.TrimRight(c.After, "\n"))
+			}
+		}
+		for _, x := range r.Warnings {
+			w("- warning: %s\n", x)
+		}
+	}
+	if j.Domain != "" {
+		w("\n## Domain\n\n`%s` (validated with virt-xml-validate)\n", j.Domain)
+	}
+	if bt := j.Boot; bt != nil {
+		w("\n## Boot test\n\n- domain %s (type %s), %.0f s\n", bt.Domain, bt.DomainType, bt.Seconds)
+		w("- login prompt on the serial console: %v (after %s)\n", bt.Evidence.LoginPrompt, bt.Evidence.LoginAfter.Round(time.Second))
+		w("- SSH banner through 127.0.0.1:%d: %q (after %s)\n", bt.Port, bt.Evidence.SSHBanner, bt.Evidence.SSHAfter.Round(time.Second))
+		if bt.Evidence.Stopped != "" {
+			w("- stopped: %s\n", bt.Evidence.Stopped)
+		}
+		w("\nSerial console (tail):\n\n```\n%s\n```\n", bt.Evidence.SerialTail)
+	}
+	for _, x := range j.Warnings {
+		w("\n- warning: %s", x)
+	}
+	w("\n")
+	return b.String()
+}

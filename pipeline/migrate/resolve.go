@@ -1,0 +1,34 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/h2kvm/h2kvm/pipeline"
+	"github.com/h2kvm/h2kvm/pipeline/resolve"
+	"github.com/h2kvm/h2kvm/pipeline/resolve/vsphere"
+	"github.com/h2kvm/h2kvm/vfs"
+	"github.com/h2kvm/h2kvm/vfs/source"
+)
+
+// ResolveVM resolves a SOURCE (vsphere://, .ova, .ovf, .vmx, or a plain disk) into its VM
+// description. Remote .ova/.ovf/.vmx files are read through the source opener of their
+// location.
+func ResolveVM(ctx context.Context, loc string, cfg source.Config, snapshot string, warn func(string)) (*pipeline.VM, error) {
+	opt := resolve.Options{
+		VSphere: vsphere.Options{TLS: cfg.TLS, Snapshot: snapshot, Warn: warn},
+		Warn:    warn,
+	}
+	if k := resolve.KindOf(loc); k != resolve.KindVSphere && k != resolve.KindDisk && strings.Contains(loc, "://") {
+		o, _, err := source.Open(ctx, loc, cfg)
+		if err != nil {
+			return nil, err
+		}
+		defer o.Close()
+		opt.Opener = o
+	}
+	return resolve.Resolve(ctx, loc, opt)
+}
+
+func isNotFound(err error) bool { return errors.Is(err, vfs.ErrNotFound) }
