@@ -47,6 +47,8 @@ type Report struct {
 	Changes []Change `json:"changes"`
 	// Warnings are problems that did not stop the run (a fix that could only be partly made).
 	Warnings []string `json:"warnings,omitempty"`
+	// Seconds is how long each fix took (checking included), by fix ID.
+	Seconds map[string]float64 `json:"seconds,omitempty"`
 }
 
 // Empty reports whether the run changed nothing.

@@ -45,8 +45,8 @@ func TestServeCrashRecovery(t *testing.T) {
 	copy(flushed[1<<20:], bytes.Repeat([]byte{0xc1}, 256<<10))
 	copy(flushed[5<<20:], make([]byte, 128<<10))
 
-	// More writes that are never flushed: qemu-io sends them, then sleeps.
-	q := exec.Command("qemu-io", "-f", "raw", "-c", "write -P 0xd2 2M 2M", "-c", "write -P 0xd3 6M 1M",
+	// More writes that are never flushed: qemu-io sends them (writeback: no FUA), then sleeps.
+	q := exec.Command("qemu-io", "-f", "raw", "-t", "writeback", "-c", "write -P 0xd2 2M 2M", "-c", "write -P 0xd3 6M 1M",
 		"-c", "sleep 60000", uri)
 	if err := q.Start(); err != nil {
 		t.Fatal(err)
@@ -215,8 +215,18 @@ func TestMountCommand(t *testing.T) {
 	if err := os.Truncate(file, 0); !errors.Is(err, syscall.EROFS) {
 		t.Fatalf("truncate: %v, want EROFS", err)
 	}
+	// A file still open (another tool) does not hold the unmount: it is detached.
+	held, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	start := time.Now()
 	if code := p.signal(t, syscall.SIGINT); code != 0 {
 		t.Fatalf("exit code %d after SIGINT\n%s", code, p.stderr.String())
+	}
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("unmount with an open file took %v", took)
 	}
 	if mounted(t, mnt) {
 		t.Fatalf("%s still mounted after SIGINT", mnt)

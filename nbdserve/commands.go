@@ -255,6 +255,24 @@ func extentsCovering(ctx context.Context, dev vfs.Device, off, n int64, limit in
 	return out, nil
 }
 
+// firstExtent returns the extent at off, clipped to [off, off+n), for BLOCK_STATUS with
+// REQ_ONE (qemu sends nothing else, asking about gigabytes at a time). Devices are asked about
+// windows growing from 1 MiB, so the work is proportional to the length of the answer, not to
+// n: asking a sparse chain about the whole range walked every grain table of it for one
+// descriptor (measured: qemu-img compare of a 16 GiB export spent 90% of the server's CPU there).
+func firstExtent(ctx context.Context, dev vfs.Device, off, n int64) ([]vfs.Extent, error) {
+	for w := int64(1 << 20); ; w *= 8 {
+		w = min(w, n)
+		exts, err := extentsCovering(ctx, dev, off, w, 1)
+		if err != nil {
+			return nil, err
+		}
+		if w == n || exts[0].Len < w {
+			return exts, nil
+		}
+	}
+}
+
 // contextFlags is the value an extent has in a metadata context.
 func contextFlags(id uint32, x vfs.Extent) uint32 {
 	switch id {
@@ -283,7 +301,13 @@ func (c *conn) blockStatus(ctx context.Context, e *export, req request) {
 	if req.flags&cmdFlagReqOne != 0 {
 		limit = 1
 	}
-	exts, err := extentsCovering(ctx, e.dev, off, n, limit)
+	var exts []vfs.Extent
+	var err error
+	if limit == 1 {
+		exts, err = firstExtent(ctx, e.dev, off, n)
+	} else {
+		exts, err = extentsCovering(ctx, e.dev, off, n, limit)
+	}
 	if err != nil {
 		c.replyErr(e, req, err)
 		return

@@ -121,7 +121,7 @@ start_nbdkit() { # start_nbdkit SOCK ARGS...
   local sock=$1
   shift
   rm -f "$sock"
-  start_bg nbdkit -U "$sock" -f -r "$@"
+  start_bg nbdkit -U "$sock" -f -r "$@" 2>>"$W/nbdkit.log"
   wait_sock "$sock"
 }
 uri() { echo "nbd+unix:///$2?socket=$1"; }
@@ -221,9 +221,9 @@ row "seq read sparse: throughput / qemu-nbd" "$(mibs "$vsize" "$t_hs") MiB/s cpu
 # --- 2. convert ------------------------------------------------------------------------------
 say
 say "== 2. qemu-img convert -O qcow2 of a 10%-allocated monolithicSparse image   [load $(load)]"
-measure "$hpid" qemu-img convert -f raw -O qcow2 "$(uri "$W/h.sock" thin)" "$W/out1.qcow2"
+RUNS=$((2 * RUNS)) measure "$hpid" qemu-img convert -f raw -O qcow2 "$(uri "$W/h.sock" thin)" "$W/out1.qcow2"
 t_c1=$T c_c1=$C
-measure "" qemu-img convert -O qcow2 -f vmdk "$W/thin.vmdk" "$W/out2.qcow2"
+RUNS=$((2 * RUNS)) measure "" qemu-img convert -O qcow2 -f vmdk "$W/thin.vmdk" "$W/out2.qcow2"
 t_c2=$T
 qemu-img compare -q out1.qcow2 out2.qcow2 || die "converted outputs differ (qemu-img compare)"
 say "from the h2kvm export: ${t_c1}s (server CPU $(fmt2 "$c_c1")s, qcow2 $(bytes_of out1.qcow2) bytes)"
@@ -253,10 +253,11 @@ say
 say "== 4. remote two-link chain over loopback HTTP ($SIZE virtual)   [load $(load)]"
 (cd "$top" && go build -o "$W/benchhttp" ./tools/benchhttp)
 rm -f "$W/http.url"
-start_bg "$W/benchhttp" -dir "$W" -url-file "$W/http.url"
+start_bg "$W/benchhttp" -dir "$W" -url-file "$W/http.url" >/dev/null
 for _ in $(seq 200); do [ -s "$W/http.url" ] && break; sleep 0.05; done
 url=$(head -1 "$W/http.url")
 stats() { curl -sf "${url}.stats" | sed 's/.*"bytes":\([0-9]*\).*/\1/'; }
+http_use() { curl -sf "${url}.stats" | sed 's/.*"conns":\([0-9]*\),"requests":\([0-9]*\).*/\2 requests on \1 connections/'; }
 reset() { curl -sf -X POST "${url}.stats/reset" >/dev/null; }
 alloc=$(sum_data top.vmdk)
 linkbytes=$(($(bytes_of sparse.vmdk) + $(bytes_of top.vmdk)))
@@ -272,7 +273,7 @@ for r in $(seq "$RUNS"); do
   f=$(stats)
   p=$( (cat "$W/du.log"; du -sB1 "$W/state" | cut -f1) | sort -n | tail -1)
   [ "$p" -gt "$peak" ] && peak=$p
-  if [ -z "$t_r" ] || [ "$(calc "$T < $t_r")" = 1 ]; then t_r=$T c_r=$C fetched=$f; fi
+  if [ -z "$t_r" ] || [ "$(calc "$T < $t_r")" = 1 ]; then t_r=$T c_r=$C fetched=$f use_r=$(http_use); fi
   if [ "$r" = 1 ]; then
     rss_r=$(awk '/VmHWM/ {print $2}' "/proc/$rpid/status")
     # The same bytes as qemu reading the local files.
@@ -299,11 +300,12 @@ for r in $(seq "$RUNS"); do
   f=$(stats)
   stop_last
   stop_last
-  if [ -z "$t_n" ] || [ "$(calc "$t < $t_n")" = 1 ]; then t_n=$t c_n=$c fetched_n=$f; fi
+  if [ -z "$t_n" ] || [ "$(calc "$t < $t_n")" = 1 ]; then t_n=$t c_n=$c fetched_n=$f use_n=$(http_use); fi
 done
 say "allocated bytes of the flattened chain: $alloc; link files: $linkbytes bytes"
-say "h2kvm: $(fmt2 "$t_r")s for the flattened chain, server CPU $(fmt2 "$c_r")s, fetched $fetched bytes, peak RSS $((rss_r / 1024)) MiB"
-say "nbdkit curl+readahead: $(fmt2 "$t_n")s for both link files raw, server CPU $(fmt2 "$c_n")s, fetched $fetched_n bytes"
+say "h2kvm: $(fmt2 "$t_r")s for the flattened chain, server CPU $(fmt2 "$c_r")s, fetched $fetched bytes ($use_r), peak RSS $((rss_r / 1024)) MiB"
+say "nbdkit curl+readahead: $(fmt2 "$t_n")s for both link files raw, server CPU $(fmt2 "$c_n")s, fetched $fetched_n bytes ($use_n)"
+grep -q "readahead: warning" "$W/nbdkit.log" 2>/dev/null && say "  (nbdkit 1.32 warns that readahead does nothing over the curl plugin: serialize_requests, no .cache)"
 r4=$(calc "$t_n / $t_r")
 f4=$(calc "$fetched / $alloc")
 f4n=$(calc "$fetched_n / $alloc")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"time"
 
 	"libguestfs.org/guestfs"
 
@@ -42,7 +43,13 @@ func Apply(ctx context.Context, g *guestfs.Guestfs, p *FixPlan) (*fixers.Report,
 			break
 		}
 		a.fix = fix.ID
-		if err := a.apply(fix); err != nil {
+		start := time.Now()
+		err := a.apply(fix)
+		if r.Seconds == nil {
+			r.Seconds = map[string]float64{}
+		}
+		r.Seconds[fix.ID] = time.Since(start).Round(time.Millisecond).Seconds()
+		if err != nil {
 			errs = append(errs, fmt.Errorf("linux: apply %s: %w", fix.ID, err))
 			break
 		}

@@ -112,7 +112,7 @@ func TestFixDebianBIOS(t *testing.T) {
 	if err != nil {
 		t.Fatalf("apply: %v\n%s", err, rep.Summary())
 	}
-	t.Logf("apply: %v\n%s", time.Since(start).Round(time.Millisecond), rep.Summary())
+	t.Logf("apply: %v %v\n%s", time.Since(start).Round(time.Millisecond), rep.Seconds, rep.Summary())
 	changed := map[string]bool{}
 	for _, c := range rep.Changes {
 		changed[c.File] = true
@@ -132,7 +132,7 @@ func TestFixDebianBIOS(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second apply: %v", err)
 	}
-	t.Logf("second apply: %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("second apply: %v %v", time.Since(start).Round(time.Millisecond), rep2.Seconds)
 	if !rep2.Empty() {
 		t.Errorf("second apply changed things:\n%s", rep2.Summary())
 	}

@@ -57,6 +57,9 @@ type Options struct {
 	SerialLog string
 	// NoSSH waits for the login prompt only.
 	NoSSH bool
+	// FailOn lists serial console texts that prove the boot has failed for good (e.g. "Gave up
+	// waiting for root"); seeing one ends the run early with Result.FailedOn set.
+	FailOn []string
 	// QEMU binary; DefaultQEMU when "". OVMFCode and OVMFVars default to Debian's 4M OVMF; the
 	// vars file is copied to a temporary file and never written in place.
 	QEMU, OVMFCode, OVMFVars string
@@ -89,6 +92,8 @@ type Result struct {
 	ExitStatus string
 	// TimedOut: Timeout passed before the evidence was complete.
 	TimedOut bool
+	// FailedOn is the Options.FailOn text that ended the run, if any.
+	FailedOn string
 	// SerialTail is the end of the serial log (up to 4 KiB), QEMUStderr QEMU's own messages.
 	SerialTail string
 	QEMUStderr string
@@ -104,9 +109,9 @@ func (r Result) OK() bool { return r.Booted && r.Network }
 
 // Summary is a one-line account of the result for test logs.
 func (r Result) Summary() string {
-	return fmt.Sprintf("booted=%v (%v) network=%v (%v) elapsed=%v exited=%v timedout=%v",
+	return fmt.Sprintf("booted=%v (%v) network=%v (%v) elapsed=%v exited=%v timedout=%v failedon=%q",
 		r.Booted, r.LoginAfter.Round(time.Second), r.Network, r.SSHAfter.Round(time.Second),
-		r.Elapsed.Round(time.Second), r.Exited, r.TimedOut)
+		r.Elapsed.Round(time.Second), r.Exited, r.TimedOut, r.FailedOn)
 }
 
 func (o *Options) defaults() error {
@@ -337,6 +342,12 @@ func run(ctx context.Context, opt Options, args []string, serial string, port in
 		case <-tick.C:
 			if !res.Booted && serialHas(serial, LoginPrompt) {
 				res.Booted, res.LoginAfter = true, time.Since(start)
+			}
+			for _, f := range opt.FailOn {
+				if !res.Booted && serialHas(serial, f) {
+					res.FailedOn = f
+					return res, nil
+				}
 			}
 			if !opt.NoSSH && !res.Network && !sshBusy {
 				sshBusy = true

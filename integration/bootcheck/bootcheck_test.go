@@ -106,7 +106,8 @@ func TestUEFIFirmwareRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, err := bootcheck.Boot(context.Background(), bootcheck.Options{
-		Disk: disk, Firmware: bootcheck.UEFI, OVMFVars: vars, Timeout: 25 * time.Second, NoSSH: true,
+		Disk: disk, Firmware: bootcheck.UEFI, OVMFVars: vars, Timeout: 60 * time.Second, NoSSH: true,
+		FailOn: []string{"Shell> "},
 	})
 	if err != nil {
 		t.Fatalf("Boot: %v", err)
@@ -120,6 +121,10 @@ func TestUEFIFirmwareRuns(t *testing.T) {
 	}
 	if res.SerialTail == "" {
 		t.Fatal("OVMF wrote nothing to the serial console")
+	}
+	// OVMF falls back to its shell when nothing boots: FailOn ends the run there.
+	if res.FailedOn != "Shell> " || res.TimedOut {
+		t.Fatalf("FailOn did not end the run: %s", res.Summary())
 	}
 	after, _ := os.ReadFile(vars)
 	if !bytes.Equal(after, b) {

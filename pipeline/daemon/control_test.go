@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -134,20 +135,24 @@ func nbdDataMap(t *testing.T, uri string, size int64) ([]bool, int) {
 	return m, holes
 }
 
-// setCID replaces the CID in the descriptor embedded in a monolithicSparse file, keeping its
-// length, so that children's parentCID no longer matches.
-func setCID(t *testing.T, file, cid string) {
+// changeCID changes the CID in the descriptor embedded in a monolithicSparse file, keeping its
+// length, so that children's parentCID no longer matches. (qemu writes CIDs it updates without
+// zero padding, so a CID may have fewer than 8 digits.)
+func changeCID(t *testing.T, file string) {
 	t.Helper()
 	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	re := regexp.MustCompile(`\nCID=[0-9a-fA-F]{8}\n`)
-	loc := re.FindIndex(b)
+	loc := regexp.MustCompile(`\nCID=([0-9a-fA-F]{1,8})\n`).FindSubmatchIndex(b)
 	if loc == nil {
 		t.Fatalf("%s: no CID line in %q", file, b[:min(len(b), 1024)])
 	}
-	copy(b[loc[0]:], "\nCID="+cid+"\n")
+	const hex = "0123456789abcdef"
+	for i := loc[2]; i < loc[3]; i++ {
+		v := strings.IndexByte(hex, b[i]|0x20)
+		b[i] = hex[(v+1)%16]
+	}
 	if err := os.WriteFile(file, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +164,7 @@ func TestControlAPIErrors(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "cid")
 	os.MkdirAll(bad, 0o755)
 	badTop := smallChain(t, bad)
-	setCID(t, filepath.Join(bad, "base.vmdk"), "0badc1d0")
+	changeCID(t, filepath.Join(bad, "base.vmdk"))
 
 	td := startDaemon(t, Config{})
 	td.create(t, ExportSpec{Name: "ok", Source: top, ReadOnly: true})
@@ -364,5 +369,48 @@ func TestListeners(t *testing.T) {
 			t.Fatalf("NBD on %s: %v, want an error naming the address", addr, err)
 		}
 		t.Logf("%s: %v", addr, err)
+	}
+}
+
+// TestClient drives the control API through Client: results and error sentinels.
+func TestClient(t *testing.T) {
+	dir := t.TempDir()
+	top := smallChain(t, dir)
+	td := startDaemon(t, Config{CacheLimit: 77 << 20})
+	c := NewClient(td.cfg.ControlSocket)
+	ctx := context.Background()
+	si, err := c.Server(ctx)
+	if err != nil || si.NBDSocket != td.cfg.NBDSocket || si.CacheLimit != 77<<20 {
+		t.Fatalf("server info %+v, %v", si, err)
+	}
+	in, err := c.CreateExport(ctx, ExportSpec{Name: "c", Source: top, ReadOnly: true})
+	if err != nil || in.VirtualSize != 8<<20 {
+		t.Fatalf("create: %+v, %v", in, err)
+	}
+	if in, err := c.GetExport(ctx, "c"); err != nil || in.Chain == nil || len(in.Chain.Links) != 3 {
+		t.Fatalf("get: %+v, %v", in, err)
+	}
+	for _, tc := range []struct {
+		err  error
+		want error
+	}{
+		{func() error { _, err := c.CreateExport(ctx, ExportSpec{Name: "c", Source: top}); return err }(), ErrExists},
+		{func() error { _, err := c.CreateExport(ctx, ExportSpec{Name: "a/b", Source: top}); return err }(), ErrBadSpec},
+		{func() error {
+			_, err := c.CreateExport(ctx, ExportSpec{Name: "n", Source: dir + "/nope.vmdk"})
+			return err
+		}(), ErrSource},
+		{func() error { _, err := c.GetExport(ctx, "nope"); return err }(), ErrNoExport},
+		{c.DeleteExport(ctx, "nope", false), ErrNoExport},
+	} {
+		if !errors.Is(tc.err, tc.want) {
+			t.Errorf("got %v, want an error wrapping %v", tc.err, tc.want)
+		}
+	}
+	if err := c.DeleteExport(ctx, "c", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetExport(ctx, "c"); !errors.Is(err, ErrNoExport) {
+		t.Fatalf("after delete: %v", err)
 	}
 }

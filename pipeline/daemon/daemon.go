@@ -238,8 +238,12 @@ func listenLoopbackTCP(addr string) (net.Listener, error) {
 	return l, nil
 }
 
-// Close stops the NBD server (draining in-flight requests), closes every export (flushing
-// overlays, syncing caches), unmounts FUSE and closes the store. Idempotent.
+// fuseShutdownWait bounds how long Close waits for files open on the FUSE mount.
+const fuseShutdownWait = 2 * time.Second
+
+// Close stops the NBD server (draining in-flight requests), unmounts FUSE (lazily when files
+// are still open after a short wait), closes every export (flushing overlays, syncing caches)
+// and closes the store. Idempotent.
 func (d *Daemon) Close(ctx context.Context) error {
 	d.mu.Lock()
 	if d.closed {
@@ -255,14 +259,24 @@ func (d *Daemon) Close(ctx context.Context) error {
 	d.mu.Unlock()
 
 	errs := []error{d.nbd.Shutdown(ctx)}
-	for _, e := range exps {
-		if d.fuse != nil {
-			d.fuse.Remove(ctx, e.spec.Name)
-		}
-		errs = append(errs, e.close(ctx, d, false))
-	}
 	if d.fuse != nil {
-		errs = append(errs, d.fuse.Unmount())
+		// A file left open on the mount (a shell, a forensic tool) must neither hold the
+		// shutdown nor leave a dead mount behind: wait briefly for open files, then unmount,
+		// lazily (MNT_DETACH) when still busy — fusefs.Run does that when its context has
+		// ended. The devices are closed after, so no request reaches a closed device first.
+		fctx, cancel := context.WithTimeout(ctx, fuseShutdownWait)
+		for _, e := range exps {
+			d.fuse.Remove(fctx, e.spec.Name)
+		}
+		cancel()
+		ended, end := context.WithCancel(context.Background())
+		end()
+		if err := d.fuse.Run(ended); err != nil {
+			errs = append(errs, fmt.Errorf("daemon: %w", err))
+		}
+	}
+	for _, e := range exps {
+		errs = append(errs, e.close(ctx, d, false))
 	}
 	errs = append(errs, d.store.Close())
 	return errors.Join(errs...)

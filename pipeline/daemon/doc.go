@@ -8,6 +8,14 @@
 //
 // `h2kvm migrate` runs the same code in-process when no daemon is given.
 //
-// Exports are recorded in the store when created and restored on restart. Shutdown (SIGTERM)
-// stops accepting, drains in-flight NBD requests, flushes overlays and closes the store.
+// Exports are recorded in the store when created and restored on restart. An export that
+// cannot be restored (its source is away) is not served but keeps its record and overlay: the
+// next start restores it, creating it again with the same source restores it at once, deleting
+// it discards its overlay; meanwhile its name is refused for any other source. Shutdown
+// (SIGTERM) stops accepting, drains in-flight NBD requests, flushes overlays and closes the
+// store.
+//
+// Names being created or deleted are reserved: a concurrent request for the same name gets
+// ErrExists or ErrBusy, so that two stacks never share an overlay. An export whose file is open
+// on the FUSE mount is not deleted (ErrBusy) until the file is closed.
 package daemon

@@ -112,6 +112,13 @@ func (d *Daemon) CreateExport(ctx context.Context, spec ExportSpec) (ExportInfo,
 		delete(d.creating, spec.Name)
 		d.mu.Unlock()
 	}()
+	// A recorded export that could not be restored keeps its overlay. Only the same source may
+	// take it over (a restore by hand); anything else would lay that overlay over other bytes,
+	// or, being transient, discard it.
+	if rec, err := d.store.Export(ctx, spec.Name); err == nil && (spec.Transient || rec.Source != spec.Source) {
+		return ExportInfo{}, fmt.Errorf("export %q is recorded with source %s but not served (it could not be restored): "+
+			"delete it first, which discards its overlay, or create it with the same source: %w", spec.Name, rec.Source, ErrExists)
+	}
 	created := time.Now().UTC()
 	e, err := d.open(ctx, spec, created)
 	if err != nil {
@@ -123,7 +130,7 @@ func (d *Daemon) CreateExport(ctx context.Context, spec ExportSpec) (ExportInfo,
 	rec := store.ExportRecord{Name: spec.Name, Source: spec.Source, ReadOnly: spec.ReadOnly,
 		KeepOverlay: spec.KeepOverlay, Created: created}
 	if err := d.store.PutExport(ctx, rec); err != nil {
-		d.DeleteExport(context.WithoutCancel(ctx), spec.Name, true)
+		d.remove(context.WithoutCancel(ctx), e, true)
 		return ExportInfo{}, err
 	}
 	return d.info(ctx, e, false), nil
@@ -224,22 +231,27 @@ const fuseRemoveWait = 5 * time.Second
 func (d *Daemon) DeleteExport(ctx context.Context, name string, discard bool) error {
 	d.mu.Lock()
 	e, ok := d.exports[name]
-	if ok && d.deleting[name] {
+	if d.deleting[name] || d.creating[name] {
 		d.mu.Unlock()
-		return fmt.Errorf("export %q: another delete is in progress: %w", name, ErrBusy)
+		return fmt.Errorf("export %q: being created or deleted: %w", name, ErrBusy)
 	}
-	if ok {
-		d.deleting[name] = true
-	}
+	d.deleting[name] = true
 	d.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("export %q: %w", name, ErrNoExport)
-	}
 	defer func() {
 		d.mu.Lock()
 		delete(d.deleting, name)
 		d.mu.Unlock()
 	}()
+	if !ok {
+		return d.deleteUnrestored(ctx, name, discard)
+	}
+	return d.remove(ctx, e, discard)
+}
+
+// remove withdraws a served export from the front ends, closes it and forgets its record.
+// The caller holds the name (in creating or deleting).
+func (d *Daemon) remove(ctx context.Context, e *export, discard bool) error {
+	name := e.spec.Name
 	if d.fuse != nil {
 		// Files of the export may be open: wait a while for them to close. While they are
 		// open the device must stay open, so a refused removal leaves the export as it was.
@@ -260,6 +272,27 @@ func (d *Daemon) DeleteExport(ctx context.Context, name string, discard bool) er
 	if !e.spec.Transient {
 		errs = append(errs, d.store.DeleteExport(ctx, name))
 	}
+	return errors.Join(errs...)
+}
+
+// deleteUnrestored forgets an export that is recorded but not served (its restore failed),
+// discarding its overlay unless it was created with KeepOverlay.
+func (d *Daemon) deleteUnrestored(ctx context.Context, name string, discard bool) error {
+	rec, err := d.store.Export(ctx, name)
+	if errors.Is(err, vfs.ErrNotFound) {
+		return fmt.Errorf("export %q: %w", name, ErrNoExport)
+	}
+	if err != nil {
+		return fmt.Errorf("export %q: %w", name, err)
+	}
+	var errs []error
+	if discard || !rec.KeepOverlay {
+		if err := os.Remove(d.overlayPath(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+		errs = append(errs, d.store.OverlayMap(name).Clear(ctx))
+	}
+	errs = append(errs, d.store.DeleteExport(ctx, name))
 	return errors.Join(errs...)
 }
 

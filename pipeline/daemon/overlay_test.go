@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/h2kvm/h2kvm/store"
 )
 
 func fill(b []byte, v byte) {
@@ -251,6 +253,13 @@ func TestOverlayKeptWhenRestoreFails(t *testing.T) {
 	if n := len(td.ListExports()); n != 0 {
 		t.Fatalf("%d exports served without their source", n)
 	}
+	// Its name is taken: another source or a transient export would use or drop its overlay.
+	other := filepath.Join(hidden, "base.vmdk")
+	for _, spec := range []ExportSpec{{Name: "w", Source: other}, {Name: "w", Source: filepath.Join(hidden, "top.vmdk"), Transient: true}} {
+		if st, b := td.do(t, "POST", "/v1/exports", spec); st != http.StatusConflict {
+			t.Fatalf("create %+v over an unrestored export: %d %s", spec, st, b)
+		}
+	}
 	td.stop(t)
 
 	if err := os.Rename(hidden, dir); err != nil {
@@ -260,4 +269,61 @@ func TestOverlayKeptWhenRestoreFails(t *testing.T) {
 	if got := nbdRead(t, td.uri("w")); !bytes.Equal(got, want) {
 		t.Fatalf("writes lost after a restart without the source: %s", firstDiff(got, want))
 	}
+	td.stop(t)
+
+	// An unrestored export can be deleted: record and overlay go.
+	if err := os.Rename(dir, hidden); err != nil {
+		t.Fatal(err)
+	}
+	td = startDaemon(t, cfg)
+	if st, b := td.do(t, "DELETE", "/v1/exports/w", nil); st != http.StatusNoContent {
+		t.Fatalf("delete an unrestored export: %d %s", st, b)
+	}
+	if st, _ := td.do(t, "DELETE", "/v1/exports/w", nil); st != http.StatusNotFound {
+		t.Fatalf("second delete: %d", st)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.StateDir, "overlays", "w.overlay")); !os.IsNotExist(err) {
+		t.Fatalf("overlay of a deleted unrestored export: %v", err)
+	}
+	td.stop(t)
+	if err := os.Rename(hidden, dir); err != nil {
+		t.Fatal(err)
+	}
+	td = startDaemon(t, cfg)
+	if n := len(td.ListExports()); n != 0 {
+		t.Fatalf("deleted export came back: %+v", td.ListExports())
+	}
+}
+
+// TestShutdownWithOpenFUSEFile: a file left open on the mount (a forensic tool, a shell) must
+// not hold the shutdown for long nor leave a dead mount behind.
+func TestShutdownWithOpenFUSEFile(t *testing.T) {
+	needTool(t, "fusermount3")
+	dir := t.TempDir()
+	top := smallChain(t, dir)
+	mnt := t.TempDir()
+	td := startDaemon(t, Config{MountDir: mnt})
+	td.create(t, ExportSpec{Name: "ro", Source: top, ReadOnly: true})
+	td.create(t, ExportSpec{Name: "rw", Source: top})
+	f, err := os.Open(filepath.Join(mnt, "rw", "disk.raw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	start := time.Now()
+	td.stop(t)
+	took := time.Since(start)
+	t.Logf("shutdown with an open file took %v", took)
+	if took > 10*time.Second {
+		t.Errorf("shutdown took %v with a file open on the mount", took)
+	}
+	if b, _ := os.ReadFile("/proc/mounts"); bytes.Contains(b, []byte(" "+mnt+" ")) {
+		t.Errorf("%s is still mounted after shutdown", mnt)
+	}
+	// The store was closed all the same (its lock is free).
+	st, err := store.Open(filepath.Join(td.cfg.StateDir, "h2kvm.db"), store.Options{LockTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
 }

@@ -113,8 +113,9 @@ type chunk struct {
 	done chan struct{} // closed when fetching or evicting ends
 	err  error         // fetch error, set before done is closed
 	seq  uint64
-	hi   int // index in the Budget's LRU heap, -1 when not in it
-	pins int // readers copying from the cache file
+	hi   int       // index in the Budget's LRU heap, -1 when not in it
+	pins int       // readers copying from the cache file
+	mem  *chunkBuf // the chunk's bytes while it is among the recently fetched (c.recent)
 	prio bool
 
 	state chunkState
@@ -128,11 +129,13 @@ type Cache struct {
 	cfg     Config
 	b       *Budget
 	f       *os.File
+	dio     *directWriter
 	size    int64
 	nchunks int64
 	ctx     context.Context // cancelled by Close; read-ahead runs under it
 	cancel  context.CancelFunc
 	ra      errgroup.Group // read-ahead fetches
+	bufs    sync.Pool      // *chunkBuf of ChunkSize bytes, aligned for O_DIRECT
 	active  sync.WaitGroup // ReadAt calls in progress
 	stats   stats
 
@@ -144,6 +147,7 @@ type Cache struct {
 	timer       *time.Timer    // commit timer, nil when none is scheduled
 	cachedBytes int64
 	closed      bool
+	recent      []*chunk // chunks whose bytes are kept in memory, oldest first; capacity fixed
 
 	fclosed bool // guarded by b.writeMu: the cache file is closed
 
@@ -176,6 +180,9 @@ func New(ctx context.Context, src vfs.Source, cfg Config) (*Cache, error) {
 		nchunks: (size + cfg.ChunkSize - 1) / cfg.ChunkSize,
 		chunks:  map[int64]*chunk{}, prio: map[int64]bool{},
 		pending: map[int64]bool{}, touched: map[int64]bool{},
+		dio: openDirect(cfg.Path),
+		// Enough for the read-ahead window and the fetches of one ReadAt.
+		recent: make([]*chunk, 0, max(cfg.ReadAhead, 0)+cfg.Concurrency),
 	}
 	for i := range c.streams {
 		c.streams[i] = -1
@@ -184,6 +191,7 @@ func New(ctx context.Context, src vfs.Source, cfg Config) (*Cache, error) {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if err := c.restore(ctx); err != nil {
 		c.cancel()
+		c.dio.close()
 		f.Close()
 		return nil, err
 	}
@@ -354,8 +362,13 @@ func (c *Cache) Close() error {
 		}
 	}
 	c.cachedBytes = 0
+	for _, ch := range c.recent {
+		c.dropRecentLocked(ch)
+	}
+	c.recent = c.recent[:0]
 	c.b.mu.Unlock()
 	c.fclosed = true
+	c.dio.close()
 	if cerr := c.f.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("cache: %s: %w", c.Name(), cerr)
 	}

@@ -33,13 +33,14 @@ func (c *Cache) readChunk(ctx context.Context, i int64, dst []byte, at int64) (h
 			ch = &chunk{c: c, idx: i, n: c.chunkLen(i), state: stateFetching, done: make(chan struct{}), hi: -1}
 			c.chunks[i] = ch
 			b.mu.Unlock()
-			buf, err := c.fetch(ctx, ch)
+			cb, err := c.fetch(ctx, ch)
 			if err != nil {
 				return false, err
 			}
 			if dst != nil {
-				copy(dst, buf[at-i*c.cfg.ChunkSize:])
+				copy(dst, cb.b[at-i*c.cfg.ChunkSize:])
 			}
+			c.release(cb)
 			return false, nil
 		}
 		if ch.state == statePresent {
@@ -51,6 +52,16 @@ func (c *Cache) readChunk(ctx context.Context, i int64, dst []byte, at int64) (h
 			}
 			if dst == nil {
 				b.mu.Unlock()
+				return !waited, nil
+			}
+			if cb := ch.mem; cb != nil {
+				cb.refs++
+				b.mu.Unlock()
+				n := copy(dst, cb.b[at-i*c.cfg.ChunkSize:])
+				c.release(cb)
+				if !waited {
+					c.stats.hitBytes.Add(int64(n))
+				}
 				return !waited, nil
 			}
 			ch.pins++
@@ -88,11 +99,12 @@ func (c *Cache) readChunk(ctx context.Context, i int64, dst []byte, at int64) (h
 // fetch reads chunk ch from the source and stores it. On failure the chunk is forgotten (the
 // error is not cached) and every waiter gets the error. A failure to store a fetched chunk
 // locally is counted, not returned: the bytes are served from memory.
-func (c *Cache) fetch(ctx context.Context, ch *chunk) ([]byte, error) {
+func (c *Cache) fetch(ctx context.Context, ch *chunk) (*chunkBuf, error) {
 	off := ch.idx * c.cfg.ChunkSize
 	fctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(c.ctx, cancel) // Close cancels fetches
-	buf := make([]byte, ch.n)
+	cb := c.getBuf(ch.n)
+	buf := cb.b
 	c.stats.fetchRequests.Add(1)
 	n, err := c.src.ReadAt(fctx, buf, off)
 	stop()
@@ -113,19 +125,21 @@ func (c *Cache) fetch(ctx context.Context, ch *chunk) ([]byte, error) {
 		delete(c.chunks, ch.idx)
 		ch.err = err
 		close(ch.done)
+		c.releaseLocked(cb)
 		c.b.mu.Unlock()
 		return nil, err
 	}
-	if err := c.storeChunk(ch, buf); err != nil && !errors.Is(err, ErrClosed) {
+	if err := c.storeChunk(ch, cb); err != nil && !errors.Is(err, ErrClosed) {
 		c.stats.localErrors.Add(1)
 	}
-	return buf, nil
+	return cb, nil
 }
 
 // storeChunk evicts what the Budget needs evicted, writes buf at the chunk's offset of the cache
 // file and makes the chunk present. On failure the chunk is forgotten.
-func (c *Cache) storeChunk(ch *chunk, buf []byte) error {
+func (c *Cache) storeChunk(ch *chunk, cb *chunkBuf) error {
 	b := c.b
+	buf := cb.b
 	b.writeMu.Lock()
 	defer b.writeMu.Unlock()
 	fail := func(err error, reserved bool) error {
@@ -151,10 +165,16 @@ func (c *Cache) storeChunk(ch *chunk, buf []byte) error {
 			return fail(err, true)
 		}
 	}
-	if _, err := c.f.WriteAt(buf, ch.idx*c.cfg.ChunkSize); err != nil {
+	at := ch.idx * c.cfg.ChunkSize
+	done, err := c.dio.writeAt(buf, at)
+	if !done && err == nil {
+		_, err = c.f.WriteAt(buf, at)
+	}
+	if err != nil {
 		return fail(fmt.Errorf("cache: %s: write cache file %s: %w", c.Name(), c.cfg.Path, err), true)
 	}
 	b.mu.Lock()
+	c.keepRecentLocked(ch, cb)
 	ch.state = statePresent
 	ch.seq = b.nextSeqLocked()
 	ch.prio = c.isPrioLocked(ch.idx)
