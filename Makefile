@@ -10,7 +10,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Go files checked by gofmt: everything but the vendored libguestfs binding (generated, not ours).
 GOFILES  = $(shell find . -name '*.go' -not -path './.deps/*' -not -path './bin/*')
 
-.PHONY: all build deps test test-short fmt-check vet bench clean
+.PHONY: all build deps test test-short fmt-check vet bench demo clean
 
 all: build
 
@@ -40,7 +40,10 @@ test: deps fmt-check vet
 test-short: deps fmt-check vet
 	$(GO) test -short -timeout 40m ./...
 
-# demo: added by the migrate work (the main job: `make demo`).
+# The main job on an embedded default: build (or reuse) a VMware-style guest, migrate it,
+# boot it under libvirtd.
+demo: build
+	bash tools/demo.sh
 # Benchmarks: h2kvm side by side with nbdkit, qemu-nbd, qemu-img, printed as ratios.
 bench: build
 	bash tools/bench.sh

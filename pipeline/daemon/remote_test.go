@@ -231,7 +231,7 @@ func allocatedBytes(dir string) int64 {
 	return n
 }
 
-// TestRemoteCacheLimit reads a 1 GiB fully allocated remote disk (160 MiB under the race
+// TestRemoteCacheLimit reads a 1 GiB fully allocated remote disk (96 MiB under the race
 // detector) through a daemon whose cache may hold 64 MiB, sampling the cache's disk use during
 // the read.
 func TestRemoteCacheLimit(t *testing.T) {
@@ -242,7 +242,7 @@ func TestRemoteCacheLimit(t *testing.T) {
 	dir := t.TempDir()
 	size := int64(1 << 30)
 	if raceEnabled {
-		size = 160 << 20 // still 2.5 times the cache limit
+		size = 96 << 20 // still 1.5 times the cache limit
 	}
 	runCmd(t, dir, "qemu-img", "create", "-q", "-f", "vmdk", "-o", "subformat=monolithicFlat", "disk.vmdk", fmt.Sprint(size))
 	srv := newFileServer(t, dir)
