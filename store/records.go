@@ -17,6 +17,8 @@ type ExportRecord struct {
 	// Source is the SOURCE the export was created from, without credentials.
 	Source   string `json:"source"`
 	ReadOnly bool   `json:"read_only"`
+	// IgnoreCIDMismatch: the chain was opened although a parentCID did not match.
+	IgnoreCIDMismatch bool `json:"ignore_cid_mismatch,omitempty"`
 	// KeepOverlay: the overlay survives restarts and export deletion is explicit; otherwise it
 	// is discarded when the export closes.
 	KeepOverlay bool      `json:"keep_overlay"`

@@ -230,7 +230,7 @@ say "from the h2kvm export: ${t_c1}s (server CPU $(fmt2 "$c_c1")s, qcow2 $(bytes
 say "directly from the file: ${t_c2}s (qcow2 $(bytes_of out2.qcow2) bytes); outputs identical (qemu-img compare)"
 r3=$(calc "$t_c1 / $t_c2")
 say "time h2kvm / direct = $(fmt2 "$r3")  (target <= 1.2)"
-row "convert thin → qcow2: time / direct" "${t_c1}s" "${t_c2}s" "$(fmt2 "$r3")" "<= 1.2" "$(met "$r3 <= 1.2")"
+row "convert thin to qcow2: time / direct" "${t_c1}s" "${t_c2}s" "$(fmt2 "$r3")" "<= 1.2" "$(met "$r3 <= 1.2")"
 rm -f out1.qcow2 out2.qcow2
 stop_last
 

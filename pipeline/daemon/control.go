@@ -18,8 +18,11 @@ type ExportSpec struct {
 	Source string `json:"source"`
 	// ReadOnly exports refuse writes; they have no overlay.
 	ReadOnly bool `json:"readonly,omitempty"`
-	// KeepOverlay keeps the overlay file and block map when the export is deleted (and across
-	// restarts, which always keep it). Without it, deleting the export discards its overlay.
+	// KeepOverlay keeps the overlay file and block map when the export is deleted, so that an
+	// export of the same name and source created later continues from it (until the daemon
+	// restarts: at start, overlays of exports that are not recorded are removed). Overlays of
+	// recorded exports always survive restarts. Without it, deleting the export discards its
+	// overlay.
 	KeepOverlay bool `json:"keep_overlay,omitempty"`
 	// IgnoreCIDMismatch opens chains whose parentCID does not match the parent's CID.
 	IgnoreCIDMismatch bool `json:"ignore_cid_mismatch,omitempty"`

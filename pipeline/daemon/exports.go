@@ -128,7 +128,7 @@ func (d *Daemon) CreateExport(ctx context.Context, spec ExportSpec) (ExportInfo,
 		return d.info(ctx, e, false), nil
 	}
 	rec := store.ExportRecord{Name: spec.Name, Source: spec.Source, ReadOnly: spec.ReadOnly,
-		KeepOverlay: spec.KeepOverlay, Created: created}
+		KeepOverlay: spec.KeepOverlay, IgnoreCIDMismatch: spec.IgnoreCIDMismatch, Created: created}
 	if err := d.store.PutExport(ctx, rec); err != nil {
 		d.remove(context.WithoutCancel(ctx), e, true)
 		return ExportInfo{}, err
