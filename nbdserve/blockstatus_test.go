@@ -29,7 +29,7 @@ func TestBlockStatusReqOne(t *testing.T) {
 	ctx := context.Background()
 	mem := vfs.NewMemDevice(size)
 	fillRandom(t, mem, 0, 4096, 1)
-	fillRandom(t, mem, 100<<20, 3<<20, 2) // [4K, 100M) hole, [100M, 103M) data
+	fillRandom(t, mem, 100<<20, 3<<20, 2)                  // [4K, 100M) hole, [100M, 103M) data
 	if err := mem.Zero(ctx, 103<<20, 20<<20); err != nil { // [103M, 123M) zero, then hole
 		t.Fatal(err)
 	}

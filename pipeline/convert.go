@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -64,6 +65,9 @@ func Convert(ctx context.Context, uri, output string, opt ConvertOptions) error 
 	args = append(args, uri, tmp.Name())
 	cmd := exec.CommandContext(ctx, "qemu-img", args...)
 	cmd.WaitDelay = 5 * time.Second
+	// qemu-img must not outlive this process: killed (SIGKILL), it could not remove the
+	// temporary output, and an orphan would go on writing it for nothing.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()

@@ -1,6 +1,7 @@
 package linux
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/h2kvm/h2kvm/fixers/linux/conf"
@@ -37,7 +38,7 @@ var grubConfigs = []string{"/boot/grub/grub.cfg", "/boot/grub2/grub.cfg"}
 func inspectBoot(x guest, f *Facts) error {
 	b := &f.Boot
 	if t, found, err := x.readFile("/etc/default/grub"); err != nil {
-		return err
+		return fmt.Errorf("linux: inspect: %w", err)
 	} else if found {
 		b.DefaultFile = "/etc/default/grub"
 		vars := conf.ShellVars(t)

@@ -279,7 +279,7 @@ func bootFixed(t *testing.T, g guests.Guest, disk string) {
 	want := g.Manifest.Facts
 	var inGuest string
 	res, err := bootcheck.Boot(context.Background(), bootcheck.Options{
-		Disk: disk, Format: "qcow2", Timeout: 180 * time.Second,
+		Disk: disk, Format: "qcow2", Timeout: 420 * time.Second, // generous: the shared 2-core host may run several TCG guests at once
 		SerialLog: filepath.Join(t.TempDir(), "serial.log"),
 		WhileUp: func(ctx context.Context, addr string) error {
 			out, err := sshRun(addr, signer, "cat "+want.MarkerPath+"; ls /sys/class/net; ls /usr/bin/vmtoolsd 2>&1 || true")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/h2kvm/h2kvm/pipeline/bootproof"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,8 +33,8 @@ const (
 	DefaultOVMF    = "/usr/share/OVMF/OVMF_CODE_4M.fd"
 	DefaultOVMFVar = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 	// LoginPrompt and SSHBanner are the two pieces of evidence Boot waits for.
-	LoginPrompt = "login:"
-	SSHBanner   = "SSH-2.0-"
+	LoginPrompt = bootproof.LoginPrompt
+	SSHBanner   = bootproof.SSHBanner
 )
 
 // Options say what to boot and how.
@@ -266,7 +267,7 @@ func Boot(ctx context.Context, opt Options) (Result, error) {
 	// A port picked free may be taken before QEMU binds it; QEMU then exits at once with a
 	// hostfwd error, and a new port is tried.
 	for attempt := 0; ; attempt++ {
-		port, err := freePort()
+		port, err := bootproof.FreePort()
 		if err != nil {
 			return res, err
 		}
@@ -300,7 +301,7 @@ func run(ctx context.Context, opt Options, args []string, serial string, port in
 			<-exited
 		}
 		res.Elapsed = time.Since(start)
-		res.SerialTail = tailOf(serial, 4096)
+		res.SerialTail = bootproof.Tail(serial, 4096)
 		res.QEMUStderr = stderr.String()
 	}()
 
@@ -330,7 +331,7 @@ func run(ctx context.Context, opt Options, args []string, serial string, port in
 				res.ExitStatus = err.Error()
 			}
 			// The log may hold the prompt written just before the exit.
-			if !res.Booted && serialHas(serial, LoginPrompt) {
+			if !res.Booted && bootproof.FileHas(serial, LoginPrompt) {
 				res.Booted, res.LoginAfter = true, time.Since(start)
 			}
 			return res, nil
@@ -340,18 +341,18 @@ func run(ctx context.Context, opt Options, args []string, serial string, port in
 				res.Network, res.Banner, res.SSHAfter = true, banner, time.Since(start)
 			}
 		case <-tick.C:
-			if !res.Booted && serialHas(serial, LoginPrompt) {
+			if !res.Booted && bootproof.FileHas(serial, LoginPrompt) {
 				res.Booted, res.LoginAfter = true, time.Since(start)
 			}
 			for _, f := range opt.FailOn {
-				if !res.Booted && serialHas(serial, f) {
+				if !res.Booted && bootproof.FileHas(serial, f) {
 					res.FailedOn = f
 					return res, nil
 				}
 			}
 			if !opt.NoSSH && !res.Network && !sshBusy {
 				sshBusy = true
-				go func() { sshTry <- readBanner(ctx, port, 3*time.Second) }()
+				go func() { sshTry <- bootproof.ReadBanner(ctx, port, 3*time.Second) }()
 			}
 		}
 	}

@@ -75,6 +75,12 @@ func Tail(path string, n int) string {
 	if len(b) > n {
 		b = b[len(b)-n:]
 	}
+	return Clean(b)
+}
+
+// Clean turns console output into printable text: escape sequences and control bytes other
+// than newline and tab are dropped, carriage returns too.
+func Clean(b []byte) string {
 	var sb strings.Builder
 	inEsc := false
 	for _, c := range b {

@@ -11,6 +11,8 @@
 //
 // Stages may be skipped, never reordered. Each stage's outcome is recorded in a job record (a
 // bbolt database in the output folder's .h2kvm directory) so that Resume continues after the
-// last completed stage with the same overlays. No full copy of a disk exists at any moment:
+// last completed stage with the same overlays. A dry run stops after PLAN and, unless it
+// resumes a job, leaves only its reports (its exports and state are removed). Outputs of an
+// earlier job are never overwritten: a new job whose output names exist fails in FETCH. No full copy of a disk exists at any moment:
 // local disk use is the outputs, the overlays and the bounded cache.
 package migrate

@@ -129,7 +129,10 @@ func Run(ctx context.Context, opt Options) (*Job, error) {
 	if rerr := writeReports(r.job); rerr != nil && err == nil {
 		err = rerr
 	}
-	success := err == nil && !opt.DryRun
+	// A dry run of a new job leaves nothing behind but its reports: its exports and state go
+	// as after a success, so that neither a later run nor a running daemon is left holding
+	// them. A dry run of a resumed job keeps them: the job goes on.
+	success := err == nil && !(opt.DryRun && opt.Resume)
 	if success {
 		for _, e := range r.job.Exports {
 			if derr := r.be.DeleteExport(context.WithoutCancel(ctx), e, true); derr != nil {
@@ -149,7 +152,7 @@ func (r *runner) loadJob(ctx context.Context) error {
 	var j Job
 	err := r.db.Job(ctx, jobKey, &j)
 	switch {
-	case err == nil && !r.opt.Resume && !r.opt.DryRun:
+	case err == nil && !r.opt.Resume:
 		return fmt.Errorf("migrate: %s: %w (started %s from %s); use --resume, or another folder",
 			r.opt.OutputDir, ErrJobExists, j.Stages[Fetch].Started.Format(time.RFC3339), j.Source)
 	case err == nil && r.opt.Resume:
@@ -297,8 +300,19 @@ func (r *runner) fetch(ctx context.Context) error {
 	if r.job.Name == "" {
 		r.job.Name = safeName(vm.Name)
 	}
+	// Outputs of an earlier job are never overwritten: say so now rather than after minutes
+	// of INSPECT and FIX.
+	if !r.opt.Resume && !r.opt.DryRun {
+		for i := range vm.Disks {
+			if out := r.outputPathOf(i, len(vm.Disks)); fileExists(out) {
+				return fmt.Errorf("fetch: %s exists (from an earlier migration?): %w; remove it or choose another output folder", out, os.ErrExist)
+			}
+		}
+	}
 	return nil
 }
+
+func fileExists(p string) bool { _, err := os.Lstat(p); return err == nil }
 
 func (r *runner) flatten(ctx context.Context) error {
 	r.job.Exports = nil
@@ -410,8 +424,11 @@ func notBootable(stage string, err error) error {
 	return fmt.Errorf("%s: %w", stage, err)
 }
 
-func (r *runner) outputPath(i int) string {
-	if len(r.job.Exports) == 1 {
+func (r *runner) outputPath(i int) string { return r.outputPathOf(i, len(r.job.Exports)) }
+
+// outputPathOf is the output of disk i of n.
+func (r *runner) outputPathOf(i, n int) string {
+	if n == 1 {
 		return filepath.Join(r.opt.OutputDir, r.job.Name+"."+r.job.Format)
 	}
 	return filepath.Join(r.opt.OutputDir, fmt.Sprintf("%s-disk%d.%s", r.job.Name, i, r.job.Format))

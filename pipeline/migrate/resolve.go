@@ -3,6 +3,8 @@ package migrate
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/h2kvm/h2kvm/pipeline"
@@ -28,7 +30,23 @@ func ResolveVM(ctx context.Context, loc string, cfg source.Config, snapshot stri
 		defer o.Close()
 		opt.Opener = o
 	}
-	return resolve.Resolve(ctx, loc, opt)
+	vm, err := resolve.Resolve(ctx, loc, opt)
+	if err != nil {
+		return nil, err
+	}
+	// A relative local path is relative to this process's folder, not to a daemon's
+	// (--server): make the ones that name existing files absolute.
+	for i, d := range vm.Disks {
+		if strings.Contains(d.Source, "://") || filepath.IsAbs(d.Source) {
+			continue
+		}
+		if _, err := os.Stat(d.Source); err == nil {
+			if a, err := filepath.Abs(d.Source); err == nil {
+				vm.Disks[i].Source = a
+			}
+		}
+	}
+	return vm, nil
 }
 
 func isNotFound(err error) bool { return errors.Is(err, vfs.ErrNotFound) }

@@ -1,4 +1,4 @@
-package bootcheck
+package bootproof
 
 import (
 	"context"
@@ -30,39 +30,39 @@ func TestReadBanner(t *testing.T) {
 	ctx := context.Background()
 	// RFC 4253 allows lines before the identification line.
 	port := serve(t, func(c net.Conn) { c.Write([]byte("hello\r\nSSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")) })
-	if got := readBanner(ctx, port, 3*time.Second); got != "SSH-2.0-OpenSSH_9.2p1 Debian-2" {
+	if got := ReadBanner(ctx, port, 3*time.Second); got != "SSH-2.0-OpenSSH_9.2p1 Debian-2" {
 		t.Fatalf("banner %q", got)
 	}
 	// What QEMU's user networking does when nothing listens in the guest: accept, then close.
 	port = serve(t, func(c net.Conn) {})
-	if got := readBanner(ctx, port, 3*time.Second); got != "" {
+	if got := ReadBanner(ctx, port, 3*time.Second); got != "" {
 		t.Fatalf("closed connection gave banner %q", got)
 	}
 	// A silent server: no banner within the wait.
 	port = serve(t, func(c net.Conn) { time.Sleep(2 * time.Second) })
 	start := time.Now()
-	if got := readBanner(ctx, port, 500*time.Millisecond); got != "" || time.Since(start) > 2*time.Second {
+	if got := ReadBanner(ctx, port, 500*time.Millisecond); got != "" || time.Since(start) > 2*time.Second {
 		t.Fatalf("silent server: banner %q after %v", got, time.Since(start))
 	}
 	// Nothing listening at all.
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	dead := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	if got := readBanner(ctx, dead, time.Second); got != "" {
+	if got := ReadBanner(ctx, dead, time.Second); got != "" {
 		t.Fatalf("closed port gave %q", got)
 	}
 }
 
 func TestClean(t *testing.T) {
 	in := []byte("\x1b[0;32m  OK  \x1b[0m] Started x\r\n\x00login: ")
-	if got, want := clean(in), "  OK  ] Started x\nlogin: "; got != want {
+	if got, want := Clean(in), "  OK  ] Started x\nlogin: "; got != want {
 		t.Fatalf("clean = %q, want %q", got, want)
 	}
 }
 
 func TestFreePort(t *testing.T) {
-	p, err := freePort()
+	p, err := FreePort()
 	if err != nil || p <= 0 || p > 65535 {
-		t.Fatalf("freePort = %d, %v", p, err)
+		t.Fatalf("FreePort = %d, %v", p, err)
 	}
 }
