@@ -412,14 +412,19 @@ func (c *Cache) noteAccess(off, end, last int64) {
 	}
 	cs := c.cfg.ChunkSize
 	c.raMu.Lock()
+	// A read continues a stream when it starts near where the stream ended; it triggers
+	// read-ahead only when it carries the stream into a later chunk, so that small reads
+	// inside one chunk (a descriptor, a header, a grain directory) do not fetch chunks nobody
+	// asked for.
 	seq := false
 	for k, s := range c.streams {
 		if s >= 0 && off >= s-cs && off <= s+cs {
-			c.streams[k], seq = end, true
+			seq = end > s && (end-1)/cs > (s-1)/cs
+			c.streams[k] = max(s, end)
 			break
 		}
 	}
-	if !seq {
+	if !seq && !c.inStream(off, end) {
 		c.streams[c.nextSt] = end
 		c.nextSt = (c.nextSt + 1) % len(c.streams)
 	}
@@ -439,6 +444,17 @@ func (c *Cache) noteAccess(off, end, last int64) {
 	}
 	c.raMu.Unlock()
 	c.ra.TryGo(c.readAheadWorker) // when at the limit, running workers drain the queue
+}
+
+// inStream reports whether [off, end) lies near the end of a known stream. Called with raMu held.
+func (c *Cache) inStream(off, end int64) bool {
+	cs := c.cfg.ChunkSize
+	for _, s := range c.streams {
+		if s >= 0 && off >= s-cs && off <= s+cs {
+			return true
+		}
+	}
+	return false
 }
 
 // readAheadWorker fetches queued read-ahead chunks until the queue is empty.
