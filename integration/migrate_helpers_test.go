@@ -60,13 +60,27 @@ func migrateGuest(t testing.TB) guests.Guest {
 
 // migrateEnv is the environment of the migrate processes: libguestfs's direct backend, and no
 // KVM probe unless the caller chose (KVM is unusable on the project's machines).
+// TMPDIR is the process's own, not one a test set for itself (libguestfs keeps its appliance
+// cache there).
 func migrateEnv(extra ...string) []string {
-	env := append(os.Environ(), "LIBGUESTFS_BACKEND=direct")
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "TMPDIR=") {
+			env = append(env, kv)
+		}
+	}
+	if origTMPDIR != "" {
+		env = append(env, "TMPDIR="+origTMPDIR)
+	}
+	env = append(env, "LIBGUESTFS_BACKEND=direct")
 	if os.Getenv("H2KVM_KVM") == "" {
 		env = append(env, "H2KVM_KVM=off")
 	}
 	return append(env, extra...)
 }
+
+// origTMPDIR is TMPDIR as the test process found it.
+var origTMPDIR = os.Getenv("TMPDIR")
 
 // event is one --json line of `h2kvm migrate`: a stage event, a progress line or, last, the
 // job record.

@@ -26,7 +26,9 @@
 // Options.Workers at a time, and hold at most Options.MaxInFlightBytes of payload buffers
 // (pooled; the reader stops reading while the cap is reached). Replies are written whole under
 // a per-connection mutex, in completion order. A READ is read from the device completely before
-// its reply is sent, so device errors never force a hard disconnect. Each request runs with the
+// its reply is sent, so device errors never force a hard disconnect — except bytes that a
+// FileMapper device maps to local files, which are sent with sendfile(2) as the reply is
+// written; a file that fails then cuts the connection. Each request runs with the
 // connection's context, cancelled when the connection dies or its export is removed.
 //
 // Device errors are translated by one function, toNBDError: vfs.ErrOutOfRange → EINVAL,

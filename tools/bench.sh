@@ -8,6 +8,7 @@
 #   H2KVM_BENCH_RUNS   runs per measurement; the best wall time is kept (default 3)
 #   H2KVM_BENCH_DIR    work folder; images are made once per size and reused
 #                      (default /var/tmp/h2kvm-bench/SIZE)
+#   H2KVM_BENCH_BIN    the h2kvm binary to measure (default bin/h2kvm), e.g. an older build
 #
 # Every row shows the best wall time of RUNS runs and, where a server is measured, the least
 # CPU time that server spent (user+system, all threads) in one run: on a shared, loaded
@@ -35,7 +36,7 @@
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-BIN=$top/bin/h2kvm
+BIN=${H2KVM_BENCH_BIN:-$top/bin/h2kvm}
 SIZE=${H2KVM_BENCH_SIZE:-2G}
 RUNS=${H2KVM_BENCH_RUNS:-3}
 W=${H2KVM_BENCH_DIR:-/var/tmp/h2kvm-bench/$SIZE}

@@ -45,7 +45,9 @@ func (a *applier) installedPackages(names []string) []string {
 	var out string
 	switch a.f.OS.PackageFormat {
 	case "deb":
-		out, _ = a.x.run(append([]string{"dpkg-query", "-W", "-f=${Package} ${db:Status-Status}\\n"}, names...)...)
+		// Read the status file rather than run dpkg-query: a guest process costs seconds under TCG.
+		status, _, _ := a.x.readFile("/var/lib/dpkg/status")
+		return conf.DpkgInstalled(status, names)
 	case "rpm":
 		out, _ = a.x.run(append([]string{"rpm", "-q", "--qf", "%{NAME} installed\\n"}, names...)...)
 	default:

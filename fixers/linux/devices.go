@@ -14,22 +14,32 @@ import (
 // ESPType is the GPT partition type GUID of an EFI system partition.
 const ESPType = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 
-// collectDevices fills f.Disks and f.Filesystems from the appliance's view of the disks.
+// collectDevices fills f.Disks and f.Filesystems from the appliance's view of the disks. Every
+// call here runs a program in the appliance (parted, blkid, lvm), which is slow under TCG, so
+// each is made once: partition tables per disk, the LV list once, blkid per filesystem.
 func collectDevices(x guest, f *Facts) error {
 	disks, err := x.g.List_devices()
 	if err = gerr(err); err != nil {
 		return fmt.Errorf("linux: inspect: list devices: %w", err)
 	}
+	parttype := map[string]string{}
 	for _, d := range disks {
 		pt, err := x.g.Part_get_parttype(d)
 		if err != nil {
 			pt = ""
 		}
+		parttype[d] = pt
 		f.Disks = append(f.Disks, Disk{Device: d, PartitionTable: pt})
 	}
 	fss, err := x.g.List_filesystems()
 	if err = gerr(err); err != nil {
 		return fmt.Errorf("linux: inspect: list filesystems: %w", err)
+	}
+	lvs := map[string]bool{}
+	if names, err := x.g.Lvs(); err == nil {
+		for _, n := range names {
+			lvs[n] = true
+		}
 	}
 	devs := make([]string, 0, len(fss))
 	for d := range fss {
@@ -45,16 +55,19 @@ func collectDevices(x guest, f *Facts) error {
 				fs.Type = bl["TYPE"]
 			}
 		}
-		if lv, err := x.g.Is_lv(d); err == nil && lv {
+		switch {
+		case lvs[d]:
 			fs.LV = true
 			f.LVM = true
-		} else if n, err := x.g.Part_to_partnum(d); err == nil {
-			fs.PartNum = n
-			if disk, err := x.g.Part_to_dev(d); err == nil {
-				fs.Disk = disk
-				if pt, _ := x.g.Part_get_parttype(disk); pt == "gpt" {
-					if t, err := x.g.Part_get_gpt_type(disk, n); err == nil {
-						fs.GPTType = strings.ToUpper(t)
+		case strings.HasPrefix(d, "/dev/") && !strings.HasPrefix(d, "/dev/md") && !strings.HasPrefix(d, "/dev/mapper/"):
+			if n, err := x.g.Part_to_partnum(d); err == nil {
+				fs.PartNum = n
+				if disk, err := x.g.Part_to_dev(d); err == nil {
+					fs.Disk = disk
+					if parttype[disk] == "gpt" {
+						if t, err := x.g.Part_get_gpt_type(disk, n); err == nil {
+							fs.GPTType = strings.ToUpper(t)
+						}
 					}
 				}
 			}

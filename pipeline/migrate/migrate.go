@@ -265,6 +265,10 @@ func (r *runner) stages(ctx context.Context) error {
 		if err := r.guestStages(ctx); err != nil {
 			return err
 		}
+	} else {
+		for _, s := range []Stage{Inspect, Plan, Fix} {
+			r.emit(Event{Stage: s, Status: "done", Message: "already done (resumed)"})
+		}
 	}
 	if r.opt.DryRun {
 		return nil

@@ -24,6 +24,11 @@
 //     fdatasync'ed before the Index records it present (in batches), and a chunk is removed from
 //     the Index before its range is punched. After a restart, New with the same file and Index
 //     restores the cache; file ranges the Index does not vouch for are punched out.
+//   - Fetched chunks are written with O_DIRECT where the file system allows it (aligned chunks;
+//     otherwise, and after any EINVAL, buffered): no copy into the page cache, which was half
+//     the daemon's CPU during a cold remote read. The last ReadAhead+Concurrency chunks fetched
+//     stay in memory (recycled buffers) for the readers that follow a sequential stream; older
+//     chunks are read back from the file.
 //
 // # Caveats
 //

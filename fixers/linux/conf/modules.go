@@ -172,3 +172,31 @@ func DracutDrivers(text string) []string {
 	}
 	return out
 }
+
+// DpkgInstalled returns those of names that a dpkg status file (/var/lib/dpkg/status) lists
+// with Status "install ok installed" (or another want with state installed), in the order of
+// names.
+func DpkgInstalled(status string, names []string) []string {
+	installed := map[string]bool{}
+	pkg := ""
+	for _, line := range strings.Split(status, "\n") {
+		switch {
+		case strings.TrimSpace(line) == "":
+			pkg = ""
+		case strings.HasPrefix(line, "Package:"):
+			pkg = strings.TrimSpace(strings.TrimPrefix(line, "Package:"))
+		case strings.HasPrefix(line, "Status:") && pkg != "":
+			f := strings.Fields(strings.TrimPrefix(line, "Status:"))
+			if len(f) == 3 && f[2] == "installed" {
+				installed[pkg] = true
+			}
+		}
+	}
+	var out []string
+	for _, n := range names {
+		if installed[n] {
+			out = append(out, n)
+		}
+	}
+	return out
+}

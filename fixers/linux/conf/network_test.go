@@ -267,3 +267,11 @@ func FuzzNetworkConfig(f *testing.F) {
 		ParseUdevNetRules(text)
 	})
 }
+
+func TestDpkgInstalled(t *testing.T) {
+	status := "Package: open-vm-tools\nStatus: install ok installed\nVersion: 2\n\nPackage: vmware-tools-foo\nStatus: deinstall ok config-files\n\nPackage: zsh\nStatus: hold ok installed\n"
+	got := DpkgInstalled(status, []string{"zsh", "vmware-tools-foo", "open-vm-tools", "absent"})
+	if !reflect.DeepEqual(got, []string{"zsh", "open-vm-tools"}) {
+		t.Errorf("DpkgInstalled = %v", got)
+	}
+}
