@@ -33,7 +33,7 @@ vet: deps
 # Tests that need an external tool fail instead of skipping when it is missing.
 test: export H2KVM_REQUIRE_TOOLS = 1
 test: deps fmt-check vet
-	$(GO) test -race -timeout 40m ./...
+	$(GO) test -race -timeout 60m ./...
 
 # Quicker local run: no race detector, -short (tests may skip slow cases), and tests may skip
 # when a tool is missing.

@@ -17,7 +17,7 @@ PKGS=(
   # boot tests and the domain XML validator
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-daemon-system libxml2-utils
   # test guest builder and the peer converter
-  debootstrap virt-v2v dosfstools
+  debootstrap virt-v2v dosfstools initramfs-tools-core
   # benchmarks and tests (sfdisk and mke2fs build test disks without libguestfs; pgrep in CI)
   curl bc openssh-client openssh-server netcat-openbsd fdisk e2fsprogs procps
 )
