@@ -165,9 +165,9 @@ func TestChain(t *testing.T) {
 
 // TestExt2 reads a VMDK written by VMware tooling (dfVFS test data).
 func TestExt2(t *testing.T) {
-	src := "/work/shared/testdata/ext2.vmdk"
-	if _, err := os.Stat(src); err != nil {
-		t.Skip("shared test data not present")
+	src := sharedTestdata("ext2.vmdk")
+	if src == "" {
+		t.Skip("shared test data (../shared/testdata beside the checkout) not present")
 	}
 	dir := t.TempDir()
 	b, err := os.ReadFile(src)
@@ -187,4 +187,16 @@ func TestExt2(t *testing.T) {
 		l.Geometry == nil || l.Geometry.Cylinders != 8 || l.AllocatedBytes != 3*65536 || !l.EmbeddedDescriptor {
 		t.Fatalf("Info: %+v", l)
 	}
+}
+
+// sharedTestdata finds a file of the project's shared test data: the shared/ folder that sits
+// beside the checkout (three levels up from this package), or /work/shared. "" when absent.
+func sharedTestdata(name string) string {
+	for _, dir := range []string{"../../../shared/testdata", "/work/shared/testdata"} {
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
 }

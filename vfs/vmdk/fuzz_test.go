@@ -75,7 +75,7 @@ func FuzzParseDescriptor(f *testing.F) {
 // truncation, and the govmomi header area.
 func fuzzSeeds(f *testing.F) [][]byte {
 	var seeds [][]byte
-	if b, err := os.ReadFile("/work/shared/testdata/ext2.vmdk"); err == nil {
+	if b, err := os.ReadFile(sharedTestdata("ext2.vmdk")); err == nil {
 		seeds = append(seeds, b)
 	}
 	raw := make([]byte, 256<<10)
