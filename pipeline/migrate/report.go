@@ -38,7 +38,8 @@ func markdown(j *Job) string {
 	w("# h2kvm migration of %s\n\n", j.Source)
 	w("- job: `%s`\n- output: `%s` (%s)\n", j.ID, j.Output, j.Format)
 	if j.VM != nil {
-		w("- VM: %s, %d CPUs, %d MiB, firmware %q, %d disk(s), %d NIC(s)\n", j.VM.Name, j.VM.CPUs, j.VM.MemoryMiB, j.VM.Firmware, len(j.VM.Disks), len(j.VM.NICs))
+		w("- VM: %s, %s CPUs, %s MiB memory, firmware %s, %d disk(s), %d NIC(s)\n", j.VM.Name,
+			orUnknown(j.VM.CPUs), orUnknown(j.VM.MemoryMiB), orUnknownS(j.VM.Firmware), len(j.VM.Disks), len(j.VM.NICs))
 		for _, n := range j.VM.NICs {
 			w("  - NIC %s %s (%s)\n", n.Model, n.MAC, n.Network)
 		}
@@ -105,4 +106,18 @@ func markdown(j *Job) string {
 	}
 	w("\n")
 	return b.String()
+}
+
+func orUnknown(n int) string {
+	if n <= 0 {
+		return "unknown"
+	}
+	return fmt.Sprint(n)
+}
+
+func orUnknownS(s string) string {
+	if s == "" {
+		return "unknown (from the guest)"
+	}
+	return s
 }
