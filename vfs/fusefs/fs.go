@@ -96,7 +96,7 @@ func Mount(dir string, opt Options) (*FS, error) {
 	if opt.Debug {
 		fuseLog = log.Default()
 	}
-	root := &fs.Inode{}
+	root := &rootNode{f: f}
 	server, err := fs.Mount(dir, root, &fs.Options{
 		MountOptions: fuse.MountOptions{
 			AllowOther:    opt.AllowOther,
@@ -119,7 +119,7 @@ func Mount(dir string, opt Options) (*FS, error) {
 		return nil, fmt.Errorf("fusefs: mount %s: %w", dir, err)
 	}
 	f.server = server
-	f.root = root
+	f.root = &root.Inode
 	f.tuneReadahead()
 	return f, nil
 }
@@ -208,10 +208,9 @@ func (f *FS) Add(name string, dev vfs.Device, readOnly bool) error {
 	dir := f.root.NewPersistentInode(ctx, &fs.Inode{}, fs.StableAttr{Mode: syscall.S_IFDIR})
 	file := dir.NewPersistentInode(ctx, &diskNode{e: e}, fs.StableAttr{Mode: syscall.S_IFREG})
 	dir.AddChild(DiskFile, file, true)
-	if !f.root.AddChild(name, dir, false) {
-		f.mu.Unlock()
-		return fmt.Errorf("fusefs: export %q: %w", name, ErrExists)
-	}
+	// Overwrite: a child of that name left by a lookup that raced with Remove is stale (the
+	// export table, checked above, is the truth; see rootNode).
+	f.root.AddChild(name, dir, true)
 	f.exports[name] = e
 	f.dirs[name] = dir
 	f.mu.Unlock()
