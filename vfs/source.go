@@ -120,3 +120,21 @@ func ReadFull(ctx context.Context, s Source, p []byte, off int64) error {
 	}
 	return err
 }
+
+// ClipRead bounds a read of n bytes at off from a file of size bytes, as io.ReaderAt wants it:
+// it returns how many bytes to read, and io.EOF when that is fewer than n (a read of 0 bytes at
+// the end is not an error). A negative offset is an error wrapping ErrOutOfRange.
+func ClipRead(size, off int64, n int) (int, error) {
+	switch {
+	case off < 0:
+		return 0, fmt.Errorf("negative offset %d: %w", off, ErrOutOfRange)
+	case off >= size:
+		if n == 0 {
+			return 0, nil
+		}
+		return 0, io.EOF
+	case int64(n) > size-off:
+		return int(size - off), io.EOF
+	}
+	return n, nil
+}

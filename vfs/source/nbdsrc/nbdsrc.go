@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"strings"
 	"sync"
@@ -210,16 +209,13 @@ func (s *Source) put(h *libnbd.Handle, usable bool) {
 
 // ReadAt reads len(p) bytes at off (fewer, with io.EOF, at the end of the export).
 func (s *Source) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	if off < 0 {
-		return 0, fmt.Errorf("nbd: %s: negative offset %d: %w", s.name, off, vfs.ErrOutOfRange)
-	}
-	if off >= s.size {
-		if len(p) == 0 {
-			return 0, nil
+	want, eof := vfs.ClipRead(s.size, off, len(p))
+	if want == 0 {
+		if errors.Is(eof, vfs.ErrOutOfRange) {
+			return 0, fmt.Errorf("nbd: %s: %w", s.name, eof)
 		}
-		return 0, io.EOF
+		return 0, eof
 	}
-	want := int(min(int64(len(p)), s.size-off))
 	for done := 0; done < want; {
 		n := min(want-done, s.chunk)
 		err := retry.Do(ctx, s.opts.Retry, s.opts.Stats, func(ctx context.Context, attempt int) error {
@@ -233,10 +229,7 @@ func (s *Source) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		}
 		done += n
 	}
-	if want < len(p) {
-		return want, io.EOF
-	}
-	return want, nil
+	return want, eof
 }
 
 // pread makes one attempt on one connection.

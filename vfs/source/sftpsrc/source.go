@@ -273,16 +273,13 @@ func (s *Source) put(h handle, ok bool) {
 
 // ReadAt reads len(p) bytes at off (fewer, with io.EOF, at the end of the file).
 func (s *Source) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	if off < 0 {
-		return 0, fmt.Errorf("ssh: %s: negative offset %d: %w", s.name, off, vfs.ErrOutOfRange)
-	}
-	if off >= s.size {
-		if len(p) == 0 {
-			return 0, nil
+	want, eof := vfs.ClipRead(s.size, off, len(p))
+	if want == 0 {
+		if errors.Is(eof, vfs.ErrOutOfRange) {
+			return 0, fmt.Errorf("ssh: %s: %w", s.name, eof)
 		}
-		return 0, io.EOF
+		return 0, eof
 	}
-	want := int(min(int64(len(p)), s.size-off))
 	err := retry.Do(ctx, s.d.opts.Retry, s.d.opts.Stats, func(ctx context.Context, attempt int) error {
 		return s.read(ctx, p[:want], off)
 	})
@@ -292,10 +289,7 @@ func (s *Source) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		}
 		return 0, fmt.Errorf("ssh: %s: read %d bytes at offset %d: %w", s.name, want, off, err)
 	}
-	if want < len(p) {
-		return want, io.EOF
-	}
-	return want, nil
+	return want, eof
 }
 
 type result struct {
