@@ -2,6 +2,7 @@ package nbdserve
 
 import (
 	"context"
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -26,8 +27,8 @@ var _ vfs.Device = fileDevice{}
 //
 //	go test -run '^$' -bench NbdcopyVsNbdkit -benchtime 3x ./nbdserve
 func BenchmarkNbdcopyVsNbdkit(b *testing.B) {
-	requireTool(b, "nbdcopy")
-	requireTool(b, "nbdkit")
+	testenv.ToolPath(b, "nbdcopy")
+	testenv.ToolPath(b, "nbdkit")
 	const size = 512 << 20
 	path := filepath.Join(b.TempDir(), "disk.raw")
 	f, err := os.Create(path)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"os"
 	"path/filepath"
 	"testing"
@@ -19,7 +20,7 @@ import (
 func ptr[T any](v T) *T { return &v }
 
 func TestNbdinfoJSON(t *testing.T) {
-	requireTool(t, "nbdinfo")
+	testenv.ToolPath(t, "nbdinfo")
 	ts := startServer(t, Options{})
 	if err := ts.AddExport("ro", newTestDevice(t), ExportOptions{ReadOnly: true, Description: "read-only disk"}); err != nil {
 		t.Fatal(err)
@@ -119,7 +120,7 @@ func expectedMap(t *testing.T, dev vfs.Device, id uint32) []mapEntry {
 }
 
 func TestNbdinfoMap(t *testing.T) {
-	requireTool(t, "nbdinfo")
+	testenv.ToolPath(t, "nbdinfo")
 	ts := startServer(t, Options{})
 	dev := depthDevice{MemDevice: newTestDevice(t), depthAt: func(off int64) int { return int(off>>20) % 3 }}
 	if err := ts.AddExport("chain", dev, ExportOptions{ReadOnly: true}); err != nil {
@@ -149,7 +150,7 @@ func TestNbdinfoMap(t *testing.T) {
 }
 
 func TestNbdcopyToFile(t *testing.T) {
-	requireTool(t, "nbdcopy")
+	testenv.ToolPath(t, "nbdcopy")
 	ts := startServer(t, Options{})
 	dev := newTestDevice(t)
 	if err := ts.AddExport("ro", dev, ExportOptions{ReadOnly: true}); err != nil {
@@ -182,7 +183,7 @@ func TestNbdcopyToFile(t *testing.T) {
 
 // TestNbdcopyIntoWritable copies a file into a writable multi-conn export over 4 connections.
 func TestNbdcopyIntoWritable(t *testing.T) {
-	requireTool(t, "nbdcopy")
+	testenv.ToolPath(t, "nbdcopy")
 	ts := startServer(t, Options{})
 	src := newTestDevice(t)
 	want := deviceBytes(t, src)
@@ -205,7 +206,7 @@ func TestNbdcopyIntoWritable(t *testing.T) {
 }
 
 func TestQemuImgConvert(t *testing.T) {
-	requireTool(t, "qemu-img")
+	testenv.ToolPath(t, "qemu-img")
 	ts := startServer(t, Options{})
 	// A sparse 256 MiB device with 1.1 MiB of data.
 	dev := vfs.NewMemDevice(256 << 20)
@@ -260,7 +261,7 @@ func TestQemuImgConvert(t *testing.T) {
 }
 
 func TestQemuIOWritable(t *testing.T) {
-	requireTool(t, "qemu-io")
+	testenv.ToolPath(t, "qemu-io")
 	ts := startServer(t, Options{})
 	dev := vfs.NewMemDevice(4 << 20)
 	fillRandom(t, dev, 0, 4<<20, 5)

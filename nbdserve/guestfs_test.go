@@ -3,6 +3,7 @@ package nbdserve
 import (
 	"bytes"
 	"context"
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,8 +19,8 @@ func TestGuestfish(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a libguestfs appliance")
 	}
-	requireTool(t, "guestfish")
-	mkfs := requireTool(t, "mkfs.ext4")
+	testenv.ToolPath(t, "guestfish")
+	mkfs := testenv.ToolPath(t, "mkfs.ext4")
 	dir := t.TempDir()
 	content := filepath.Join(dir, "content")
 	if err := os.MkdirAll(content, 0o755); err != nil {

@@ -18,20 +18,6 @@ import (
 	"github.com/h2kvm/h2kvm/vfs"
 )
 
-// requireTool returns the path of an external tool. When it is missing the test is skipped,
-// unless H2KVM_REQUIRE_TOOLS is set (CI), where it fails.
-func requireTool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("H2KVM_REQUIRE_TOOLS") != "" {
-			t.Fatalf("required tool %s not found: %v", name, err)
-		}
-		t.Skipf("tool %s not found", name)
-	}
-	return p
-}
-
 // run runs a command with a timeout and returns its stdout; a failure ends the test.
 func run(t testing.TB, timeout time.Duration, name string, args ...string) string {
 	t.Helper()

@@ -3,6 +3,7 @@ package nbdserve
 import (
 	"bytes"
 	"context"
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -88,7 +89,7 @@ func TestSendfileReads(t *testing.T) {
 // TestSendfileNbdcopy copies the device with nbdcopy (several connections, many requests in
 // flight) and compares the result with the device's bytes.
 func TestSendfileNbdcopy(t *testing.T) {
-	requireTool(t, "nbdcopy")
+	testenv.ToolPath(t, "nbdcopy")
 	dev, want := newMappedDevice(t)
 	ts := startServer(t, Options{})
 	if err := ts.AddExport("m", dev, ExportOptions{ReadOnly: true}); err != nil {

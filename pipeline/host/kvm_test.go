@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"os"
 	"strings"
 	"testing"
@@ -12,7 +13,7 @@ import (
 // must see the kernel banner. This is the positive path of CheckKVM's detection, exercised with
 // the accelerator that this test can rely on.
 func TestProbeBootTCG(t *testing.T) {
-	qemu := needTool(t, "qemu-system-x86_64")
+	qemu := testenv.ToolPath(t, "qemu-system-x86_64")
 	kernel, err := hostKernel()
 	if err != nil {
 		if os.Getenv("H2KVM_REQUIRE_TOOLS") != "" {
@@ -33,7 +34,7 @@ func TestProbeBootTCG(t *testing.T) {
 // TestProbeBootQEMUAborts: an accelerator QEMU does not know makes it exit at once; the probe must
 // say no and pass on QEMU's own message.
 func TestProbeBootQEMUAborts(t *testing.T) {
-	qemu := needTool(t, "qemu-system-x86_64")
+	qemu := testenv.ToolPath(t, "qemu-system-x86_64")
 	kernel, err := hostKernel()
 	if err != nil {
 		t.Skipf("no kernel: %v", err)
@@ -49,7 +50,7 @@ func TestProbeBootQEMUAborts(t *testing.T) {
 
 // TestProbeBootMissingKernel: QEMU fails to load a kernel that does not exist.
 func TestProbeBootMissingKernel(t *testing.T) {
-	qemu := needTool(t, "qemu-system-x86_64")
+	qemu := testenv.ToolPath(t, "qemu-system-x86_64")
 	ok, detail := probeBoot(context.Background(), qemu, "tcg", t.TempDir()+"/vmlinuz-none", time.Minute)
 	if ok || detail == "" {
 		t.Fatalf("probe of a missing kernel: ok=%v detail=%q", ok, detail)
@@ -58,7 +59,7 @@ func TestProbeBootMissingKernel(t *testing.T) {
 
 // TestProbeBootCancelled: a cancelled context stops the probe promptly and is reported as such.
 func TestProbeBootCancelled(t *testing.T) {
-	qemu := needTool(t, "qemu-system-x86_64")
+	qemu := testenv.ToolPath(t, "qemu-system-x86_64")
 	kernel, err := hostKernel()
 	if err != nil {
 		t.Skipf("no kernel: %v", err)
@@ -74,7 +75,7 @@ func TestProbeBootCancelled(t *testing.T) {
 // TestCheckKVMConcurrent: callers that arrive during a probe wait for it instead of probing again.
 // It runs before TestCheckKVM, so the cache is empty and the real probe runs here.
 func TestCheckKVMConcurrent(t *testing.T) {
-	needTool(t, "qemu-system-x86_64")
+	testenv.ToolPath(t, "qemu-system-x86_64")
 	type answer struct {
 		usable bool
 		detail string
@@ -102,7 +103,7 @@ func TestCheckKVMConcurrent(t *testing.T) {
 // TestCheckKVM runs the real check once and checks what can be known independently: without a
 // /dev/kvm the answer is no; a second call is served from the cache without another probe.
 func TestCheckKVM(t *testing.T) {
-	needTool(t, "qemu-system-x86_64")
+	testenv.ToolPath(t, "qemu-system-x86_64")
 	usable, detail := CheckKVM(context.Background())
 	t.Logf("KVM usable: %v (%s)", usable, detail)
 	if detail == "" {

@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"encoding/json"
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"os"
 	"os/exec"
 	"strings"
@@ -43,7 +44,7 @@ func TestTools(t *testing.T) {
 // TestToolVersionMatchesQemuImg compares one version with what the tool itself prints, read
 // independently of the parser.
 func TestToolVersionMatchesQemuImg(t *testing.T) {
-	p := needTool(t, "qemu-img")
+	p := testenv.ToolPath(t, "qemu-img")
 	out, err := exec.Command(p, "--version").Output()
 	if err != nil {
 		t.Fatal(err)

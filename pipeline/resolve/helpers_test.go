@@ -15,17 +15,6 @@ import (
 	"github.com/h2kvm/h2kvm/vfs/vmdk"
 )
 
-// requireTool skips when an external tool is absent, unless H2KVM_REQUIRE_TOOLS is set (CI).
-func requireTool(t testing.TB, name string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		if os.Getenv("H2KVM_REQUIRE_TOOLS") != "" {
-			t.Fatalf("%s is required (H2KVM_REQUIRE_TOOLS is set): %v", name, err)
-		}
-		t.Skipf("%s not installed", name)
-	}
-}
-
 func run(t testing.TB, dir string, args ...string) []byte {
 	t.Helper()
 	cmd := exec.Command(args[0], args[1:]...)

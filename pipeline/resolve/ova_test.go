@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,8 +20,8 @@ import (
 // qemu-img; it returns the archive, the disk file, and the members.
 func ovaFixture(t *testing.T) (ova, disk string, members []member) {
 	t.Helper()
-	requireTool(t, "qemu-img")
-	requireTool(t, "qemu-io")
+	testenv.NeedTool(t, "qemu-img")
+	testenv.NeedTool(t, "qemu-io")
 	dir := t.TempDir()
 	run(t, dir, "qemu-img", "create", "-q", "-f", "raw", "src.raw", "6M")
 	run(t, dir, "qemu-io", "-f", "raw", "-c", "write -P 0x5a 0 1M", "-c", "write -P 0xa5 3M 700k", "-c", "write -P 0x01 6143k 1k", "src.raw")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,8 +17,8 @@ import (
 // VMware does while a snapshot exists) and a second disk in a subfolder.
 func vmxFixture(t *testing.T, extra string) (dir string) {
 	t.Helper()
-	requireTool(t, "qemu-img")
-	requireTool(t, "qemu-io")
+	testenv.NeedTool(t, "qemu-img")
+	testenv.NeedTool(t, "qemu-io")
 	dir = t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "data"), 0o755)
 	run(t, dir, "qemu-img", "create", "-q", "-f", "vmdk", "-o", "subformat=monolithicSparse", "web.vmdk", "8M")

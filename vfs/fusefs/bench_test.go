@@ -3,6 +3,7 @@ package fusefs
 import (
 	"context"
 	"fmt"
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"io"
 	"os/exec"
 	"strings"
@@ -42,7 +43,7 @@ func BenchmarkSequentialRead(b *testing.B) {
 	}
 	// The reader is dd in its own process, as qemu-img or a forensic tool would be. (A Go reader
 	// in this process sees its 1 MiB reads split by the kernel into 8 KiB FUSE requests.)
-	requireTool(b, "dd")
+	testenv.NeedTool(b, "dd")
 	readFile := func(b *testing.B, path string) {
 		out, err := exec.Command("dd", "if="+path, "of=/dev/null", "bs=1M").CombinedOutput()
 		if err != nil || !strings.Contains(string(out), fmt.Sprintf("%d bytes", size)) {

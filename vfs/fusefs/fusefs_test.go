@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -35,7 +36,7 @@ func testDevice(t testing.TB) *vfs.MemDevice {
 }
 
 func TestReadMatchesDeviceWithCmp(t *testing.T) {
-	requireTool(t, "cmp")
+	testenv.NeedTool(t, "cmp")
 	f := mountTest(t, Options{})
 	dev := testDevice(t)
 	if err := f.Add("x", dev, true); err != nil {
@@ -124,7 +125,7 @@ func TestDirectoryListing(t *testing.T) {
 }
 
 func TestReadOnlyExports(t *testing.T) {
-	requireTool(t, "dd")
+	testenv.NeedTool(t, "dd")
 	f := mountTest(t, Options{})
 	mem := testDevice(t)
 	if err := f.Add("flag", mem, true); err != nil {
@@ -362,7 +363,7 @@ func TestSeekDataHole(t *testing.T) {
 
 // cp --sparse=auto relies on SEEK_DATA/SEEK_HOLE: the copy must be identical and sparse.
 func TestCpSparseCopy(t *testing.T) {
-	requireTool(t, "cp", "cmp")
+	testenv.NeedTool(t, "cp", "cmp")
 	f := mountTest(t, Options{})
 	dev := testDevice(t)
 	if err := f.Add("x", dev, true); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"io"
 	"os"
 	"os/exec"
@@ -16,20 +17,6 @@ import (
 	"github.com/h2kvm/h2kvm/vfs"
 )
 
-// requireTool skips the test when an external tool is missing, unless H2KVM_REQUIRE_TOOLS is set
-// (as in CI), where a missing tool fails it.
-func requireTool(t testing.TB, names ...string) {
-	t.Helper()
-	for _, name := range names {
-		if _, err := exec.LookPath(name); err != nil {
-			if os.Getenv("H2KVM_REQUIRE_TOOLS") != "" {
-				t.Fatalf("required tool %s: %v", name, err)
-			}
-			t.Skipf("tool %s not installed", name)
-		}
-	}
-}
-
 // requireFUSE skips (or fails under H2KVM_REQUIRE_TOOLS) when FUSE mounts cannot work here.
 func requireFUSE(t testing.TB) {
 	t.Helper()
@@ -39,7 +26,7 @@ func requireFUSE(t testing.TB) {
 		}
 		t.Skipf("FUSE unavailable: %v", err)
 	}
-	requireTool(t, "fusermount3")
+	testenv.NeedTool(t, "fusermount3")
 }
 
 // mounted reports whether dir appears in /proc/mounts.

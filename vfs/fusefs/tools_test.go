@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,7 +22,7 @@ import (
 
 // qemu-img map must see the device's data and holes, exactly where they are.
 func TestQemuImgMap(t *testing.T) {
-	requireTool(t, "qemu-img")
+	testenv.NeedTool(t, "qemu-img")
 	f := mountTest(t, Options{})
 	if err := f.Add("x", testDevice(t), true); err != nil {
 		t.Fatal(err)
@@ -69,7 +70,7 @@ func TestQemuImgMap(t *testing.T) {
 
 // qemu-io writes through a writable export; the bytes must land on the device.
 func TestQemuIOWrite(t *testing.T) {
-	requireTool(t, "qemu-io")
+	testenv.NeedTool(t, "qemu-io")
 	f := mountTest(t, Options{})
 	dev := vfs.NewMemDevice(4 * mib)
 	if err := f.Add("w", dev, false); err != nil {
@@ -96,7 +97,7 @@ func TestQemuIOWrite(t *testing.T) {
 // writable (direct I/O); reads of a read-only export are mostly kernel readahead, which the
 // kernel sends in the background and never interrupts.
 func TestInterruptCancelsDeviceRead(t *testing.T) {
-	requireTool(t, "cat")
+	testenv.NeedTool(t, "cat")
 	f := mountTest(t, Options{})
 	dev := &blockingDev{Writable: vfs.NewMemDevice(mib), entered: make(chan struct{}, 1), result: make(chan error, 1)}
 	if err := f.Add("slow", dev, false); err != nil {
@@ -150,7 +151,7 @@ func TestGuestfishListFilesystems(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots the libguestfs appliance")
 	}
-	requireTool(t, "guestfish", "qemu-img", "mkfs.ext4")
+	testenv.NeedTool(t, "guestfish", "qemu-img", "mkfs.ext4")
 	img := filepath.Join(t.TempDir(), "ext4.raw")
 	for _, args := range [][]string{
 		{"qemu-img", "create", "-q", "-f", "raw", img, "16M"},

@@ -3,6 +3,7 @@ package vmdk
 import (
 	"context"
 	"fmt"
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -64,7 +65,7 @@ var benchTime = regexp.MustCompile(`Run completed in ([0-9.]+) seconds`)
 func qemuBench(b *testing.B, f string, size int64) float64 {
 	best := 0.0
 	for range 3 {
-		out, err := exec.Command(needTool(b, "qemu-img"), "bench", "-f", "vmdk", "-d", "1",
+		out, err := exec.Command(testenv.ToolPath(b, "qemu-img"), "bench", "-f", "vmdk", "-d", "1",
 			"-c", fmt.Sprint(size>>20), "-s", "1M", "-S", "1M", f).CombinedOutput()
 		if err != nil {
 			b.Fatalf("qemu-img bench: %v\n%s", err, out)

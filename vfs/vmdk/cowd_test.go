@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"io"
 	"os"
 	"os/exec"
@@ -18,19 +19,6 @@ import (
 	"github.com/h2kvm/h2kvm/vfs"
 	"github.com/h2kvm/h2kvm/vfs/vmdk/vmdkgen"
 )
-
-// esxNeedTool skips the test when a tool is missing, unless H2KVM_REQUIRE_TOOLS is set (CI).
-func esxNeedTool(t testing.TB, names ...string) {
-	t.Helper()
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			if os.Getenv("H2KVM_REQUIRE_TOOLS") != "" {
-				t.Fatalf("%s is required (H2KVM_REQUIRE_TOOLS is set): %v", n, err)
-			}
-			t.Skipf("%s not installed", n)
-		}
-	}
-}
 
 func esxRun(t testing.TB, name string, args ...string) []byte {
 	t.Helper()
@@ -115,7 +103,7 @@ func esxExtentKinds(t testing.TB, r extentReader) []vfs.ExtentKind {
 // returns the base's descriptor name, its CID and its raw content.
 func esxMakeBase(t testing.TB, dir string, size int64) (string, uint32, []byte) {
 	t.Helper()
-	esxNeedTool(t, "qemu-img", "qemu-io")
+	testenv.NeedTool(t, "qemu-img", "qemu-io")
 	base := filepath.Join(dir, "base.vmdk")
 	esxRun(t, "qemu-img", "create", "-q", "-f", "vmdk", base, fmt.Sprint(size))
 	esxRun(t, "qemu-io", "-f", "vmdk",
@@ -148,6 +136,22 @@ func esxDeltaWrites() []vmdkgen.Write {
 		{Off: 4<<20 - 512, Data: esxPattern(5, 512)},
 		{Off: 4096, Data: esxPattern(6, 100)},
 	}
+}
+
+// esxCheckDelta checks a generated delta (written as files, its parent's bytes in parentRaw)
+// three ways: the generator's expected bytes, qemu-img's reading of the descriptor, and our
+// extent reader opened with open. It returns the expected bytes.
+func esxCheckDelta(t *testing.T, open func(context.Context, vfs.Source) (extentReader, error), l vmdkgen.Link, files vmdkgen.Files, parentRaw []byte) []byte {
+	t.Helper()
+	want, err := l.Expected(parentRaw, files.GrainSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := esxQemuRaw(t, files.Descriptor); !bytes.Equal(got, want) {
+		t.Fatalf("qemu-img convert of %s differs from the generator's bytes (first at %d)", filepath.Base(files.Descriptor), esxFirstDiff(got, want))
+	}
+	esxCheckExtent(t, open, files.Extent, files.Descriptor, want)
+	return want
 }
 
 // esxCheckExtent opens a delta's extent file directly and checks it against qemu: bytes of the
@@ -232,34 +236,20 @@ func TestCOWDAgainstQemu(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, err := l.Expected(baseRaw, files.GrainSize)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := esxQemuRaw(t, files.Descriptor); !bytes.Equal(got, want) {
-				t.Fatalf("qemu-img convert of the COWD delta differs from the writes over the base (first at %d)", esxFirstDiff(got, want))
-			}
-			esxCheckExtent(t, openCOWD, files.Extent, files.Descriptor, want)
+			esxCheckDelta(t, openCOWD, l, files, baseRaw)
 		})
 	}
 }
 
 func TestCOWDWithoutParent(t *testing.T) {
-	esxNeedTool(t, "qemu-img")
+	testenv.NeedTool(t, "qemu-img")
 	dir := t.TempDir()
 	l := vmdkgen.Link{Name: "lone", VirtualSize: 3<<20 + 512, Writes: esxDeltaWrites()[:4]}
 	files, err := vmdkgen.WriteCOWD(dir, l)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := l.Expected(nil, files.GrainSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := esxQemuRaw(t, files.Descriptor); !bytes.Equal(got, want) {
-		t.Fatalf("qemu-img convert differs at %d", esxFirstDiff(got, want))
-	}
-	esxCheckExtent(t, openCOWD, files.Extent, files.Descriptor, want)
+	esxCheckDelta(t, openCOWD, l, files, nil)
 }
 
 func esxFirstDiff(a, b []byte) int {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,20 +43,13 @@ func TestSESparseAgainstQemu(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, err := l.Expected(baseRaw, files.GrainSize)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := esxQemuRaw(t, files.Descriptor); !bytes.Equal(got, want) {
-				t.Fatalf("qemu-img convert of the seSparse delta differs from the writes over the base (first at %d)", esxFirstDiff(got, want))
-			}
-			esxCheckExtent(t, openSESparse, files.Extent, files.Descriptor, want)
+			esxCheckDelta(t, openSESparse, l, files, baseRaw)
 		})
 	}
 }
 
 func TestSESparseWithoutParent(t *testing.T) {
-	esxNeedTool(t, "qemu-img")
+	testenv.NeedTool(t, "qemu-img")
 	dir := t.TempDir()
 	// Capacity not a multiple of the 4 KiB grain, spanning three 16 MiB grain tables, with more
 	// than 4096 data grains so that grain indices use both halves of the rotated encoding.
@@ -68,14 +62,7 @@ func TestSESparseWithoutParent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := l.Expected(nil, files.GrainSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := esxQemuRaw(t, files.Descriptor); !bytes.Equal(got, want) {
-		t.Fatalf("qemu-img convert differs at %d", esxFirstDiff(got, want))
-	}
-	esxCheckExtent(t, openSESparse, files.Extent, files.Descriptor, want)
+	esxCheckDelta(t, openSESparse, l, files, nil)
 }
 
 // TestMixedChainAgainstQemu: hosted sparse base ← COWD ← seSparse, read by qemu.
@@ -99,18 +86,11 @@ func TestMixedChainAgainstQemu(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := top.Expected(midRaw, tf.GrainSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := esxQemuRaw(t, tf.Descriptor); !bytes.Equal(got, want) {
-		t.Fatalf("qemu-img convert of the 3-link chain differs at %d", esxFirstDiff(got, want))
-	}
-	esxCheckExtent(t, openSESparse, tf.Extent, tf.Descriptor, want)
+	esxCheckDelta(t, openSESparse, top, tf, midRaw)
 }
 
 func TestSESparseBadInput(t *testing.T) {
-	esxNeedTool(t, "qemu-img")
+	testenv.NeedTool(t, "qemu-img")
 	dir := t.TempDir()
 	files, err := vmdkgen.WriteSESparse(dir, vmdkgen.Link{Name: "x", VirtualSize: 1 << 20,
 		Writes: []vmdkgen.Write{{Off: 0, Data: esxPattern(9, 8192)}}, Zeros: []vmdkgen.Range{{Off: 65536, Len: 1}}})

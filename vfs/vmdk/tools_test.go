@@ -3,6 +3,7 @@ package vmdk
 import (
 	"context"
 	"encoding/json"
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,23 +12,9 @@ import (
 	"github.com/h2kvm/h2kvm/vfs"
 )
 
-// needTool returns the path of an external tool. Without it the test is skipped, unless
-// H2KVM_REQUIRE_TOOLS is set (as in CI), where it fails.
-func needTool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("H2KVM_REQUIRE_TOOLS") != "" {
-			t.Fatalf("%s is required (H2KVM_REQUIRE_TOOLS is set): %v", name, err)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return p
-}
-
 func run(t testing.TB, name string, args ...string) []byte {
 	t.Helper()
-	cmd := exec.Command(needTool(t, name), args...)
+	cmd := exec.Command(testenv.ToolPath(t, name), args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s %q: %v\n%s", name, args, err, out)

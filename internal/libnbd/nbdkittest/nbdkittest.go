@@ -3,27 +3,22 @@
 package nbdkittest
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/h2kvm/h2kvm/internal/testenv"
 )
 
 // NeedTool skips the test when name is missing, unless H2KVM_REQUIRE_TOOLS is set (then it
 // fails).
-func NeedTool(t testing.TB, name string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		if os.Getenv("H2KVM_REQUIRE_TOOLS") != "" {
-			t.Fatalf("%s is required: %v", name, err)
-		}
-		t.Skipf("%s not installed", name)
-	}
-}
+func NeedTool(t testing.TB, name string) { t.Helper(); testenv.NeedTool(t, name) }
 
 // Start runs `nbdkit -f --exit-with-parent -U SOCK ARGS...` and returns the socket path once
-// it exists.
+// nbdkit accepts connections on it (the file exists a moment before nbdkit listens).
 func Start(t testing.TB, args ...string) string {
 	t.Helper()
 	NeedTool(t, "nbdkit")
@@ -38,7 +33,8 @@ func Start(t testing.TB, args ...string) string {
 		cmd.Wait()
 	})
 	for i := 0; i < 500; i++ {
-		if _, err := os.Stat(sock); err == nil {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
 			return sock
 		}
 		time.Sleep(10 * time.Millisecond)

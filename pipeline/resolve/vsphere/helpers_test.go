@@ -2,11 +2,6 @@ package vsphere
 
 import (
 	"context"
-	"crypto/tls"
-	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/vmware/govmomi/find"
@@ -14,6 +9,7 @@ import (
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"github.com/h2kvm/h2kvm/vfs/source/httpsrc"
 )
 
@@ -22,26 +18,6 @@ const (
 	testPass = "s3cret pass"
 	vmName   = "DC0_H0_VM0"
 )
-
-// requireTool skips when an external tool is absent, unless H2KVM_REQUIRE_TOOLS is set (CI).
-func requireTool(t testing.TB, name string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		if os.Getenv("H2KVM_REQUIRE_TOOLS") != "" {
-			t.Fatalf("%s is required (H2KVM_REQUIRE_TOOLS is set): %v", name, err)
-		}
-		t.Skipf("%s not installed", name)
-	}
-}
-
-func run(t testing.TB, dir string, args ...string) {
-	t.Helper()
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%v: %v\n%s", args, err, out)
-	}
-}
 
 // sim is an in-process vCenter whose VM DC0_H0_VM0 has a real disk: a qemu-img delta over a
 // monolithicSparse base, in folder h2kvm/ of datastore LocalDS_0.
@@ -54,27 +30,14 @@ type sim struct {
 
 func startSim(t *testing.T) *sim {
 	t.Helper()
-	requireTool(t, "qemu-img")
-	requireTool(t, "qemu-io")
-	t.Setenv("TMPDIR", t.TempDir())
-	m := simulator.VPX()
-	if err := m.Create(); err != nil {
-		t.Fatal(err)
-	}
-	m.Service.Listen = &url.URL{Host: "127.0.0.1:0", User: url.UserPassword(testUser, testPass)}
-	m.Service.TLS = new(tls.Config)
-	srv := m.Service.NewServer()
-	t.Cleanup(func() { srv.Close(); m.Remove() })
-	ds := m.Service.Context.Map.Any("Datastore").(*simulator.Datastore)
-	s := &sim{model: m, server: srv, dsDir: ds.Summary.Url, thumb: httpsrc.ThumbprintSHA256(srv.Certificate().Raw)}
-	dir := filepath.Join(s.dsDir, "h2kvm")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	run(t, dir, "qemu-img", "create", "-q", "-f", "vmdk", "-o", "subformat=monolithicSparse", "base.vmdk", "16M")
-	run(t, dir, "qemu-io", "-f", "vmdk", "-c", "write -P 0x11 0 1M", "base.vmdk")
-	run(t, dir, "qemu-img", "create", "-q", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", "delta.vmdk")
-	run(t, dir, "qemu-io", "-f", "vmdk", "-c", "write -P 0x22 512k 1M", "delta.vmdk")
+	testenv.NeedTool(t, "qemu-img", "qemu-io")
+	v := testenv.StartVCSim(t, testUser, testPass)
+	s := &sim{model: v.Model, server: v.Server, dsDir: v.DSDir, thumb: v.Thumbprint}
+	dir := v.Folder(t, "h2kvm")
+	testenv.Run(t, dir, "qemu-img", "create", "-q", "-f", "vmdk", "-o", "subformat=monolithicSparse", "base.vmdk", "16M")
+	testenv.Run(t, dir, "qemu-io", "-f", "vmdk", "-c", "write -P 0x11 0 1M", "base.vmdk")
+	testenv.Run(t, dir, "qemu-img", "create", "-q", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", "delta.vmdk")
+	testenv.Run(t, dir, "qemu-io", "-f", "vmdk", "-c", "write -P 0x22 512k 1M", "delta.vmdk")
 	s.setDisk(t, "[LocalDS_0] h2kvm/delta.vmdk", true)
 	return s
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"github.com/h2kvm/h2kvm/vfs/source/httpsrc"
 )
 
@@ -117,7 +118,7 @@ func TestResolveNamedSnapshotAndList(t *testing.T) {
 		t.Fatal(err)
 	}
 	// After the snapshot the VM writes to a new delta (as ESXi does).
-	run(t, filepath.Join(s.dsDir, "h2kvm"), "qemu-img", "create", "-q", "-f", "vmdk", "-b", "delta.vmdk", "-F", "vmdk", "delta2.vmdk")
+	testenv.Run(t, filepath.Join(s.dsDir, "h2kvm"), "qemu-img", "create", "-q", "-f", "vmdk", "-b", "delta.vmdk", "-F", "vmdk", "delta2.vmdk")
 	s.setDisk(t, "[LocalDS_0] h2kvm/delta2.vmdk", false)
 	cbt := true
 	task, err = vmo.Reconfigure(ctx, types.VirtualMachineConfigSpec{ChangeTrackingEnabled: &cbt})

@@ -11,7 +11,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -23,6 +22,7 @@ import (
 	"github.com/vmware/govmomi/simulator"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"github.com/h2kvm/h2kvm/vfs"
 	"github.com/h2kvm/h2kvm/vfs/source/httpsrc"
 	"github.com/h2kvm/h2kvm/vfs/source/retry"
@@ -35,25 +35,6 @@ const (
 
 var fastRetry = retry.Policy{Attempts: 3, BaseDelay: 5 * time.Millisecond, MaxDelay: 20 * time.Millisecond, MaxElapsed: 10 * time.Second}
 
-func needTool(t *testing.T, name string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		if os.Getenv("H2KVM_REQUIRE_TOOLS") != "" {
-			t.Fatalf("%s is required: %v", name, err)
-		}
-		t.Skipf("%s not installed", name)
-	}
-}
-
-func run(t *testing.T, dir string, args ...string) {
-	t.Helper()
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
 type vcsim struct {
 	model  *simulator.Model
 	server *simulator.Server
@@ -65,27 +46,14 @@ type vcsim struct {
 // with a real VMDK chain (qemu-img monolithicSparse base + delta with writes) in vm/ on LocalDS_0.
 func startVCSim(t *testing.T) *vcsim {
 	t.Helper()
-	needTool(t, "qemu-img")
-	needTool(t, "qemu-io")
-	t.Setenv("TMPDIR", t.TempDir())
-	m := simulator.VPX()
-	if err := m.Create(); err != nil {
-		t.Fatal(err)
-	}
-	m.Service.Listen = &url.URL{Host: "127.0.0.1:0", User: url.UserPassword(testUser, testPass)}
-	m.Service.TLS = new(tls.Config)
-	srv := m.Service.NewServer()
-	t.Cleanup(func() { srv.Close(); m.Remove() })
-	ds := m.Service.Context.Map.Any("Datastore").(*simulator.Datastore)
-	dir := filepath.Join(ds.Summary.Url, "vm")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	run(t, dir, "qemu-img", "create", "-q", "-f", "vmdk", "-o", "subformat=monolithicSparse", "base.vmdk", "32M")
-	run(t, dir, "qemu-io", "-f", "vmdk", "-c", "write -P 0x11 0 1M", "-c", "write -P 0x12 20M 300k", "base.vmdk")
-	run(t, dir, "qemu-img", "create", "-q", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", "delta.vmdk")
-	run(t, dir, "qemu-io", "-f", "vmdk", "-c", "write -P 0x22 512k 1M", "delta.vmdk")
-	return &vcsim{model: m, server: srv, dir: dir, thumb: httpsrc.ThumbprintSHA256(srv.Certificate().Raw)}
+	testenv.NeedTool(t, "qemu-img", "qemu-io")
+	sim := testenv.StartVCSim(t, testUser, testPass)
+	dir := sim.Folder(t, "vm")
+	testenv.Run(t, dir, "qemu-img", "create", "-q", "-f", "vmdk", "-o", "subformat=monolithicSparse", "base.vmdk", "32M")
+	testenv.Run(t, dir, "qemu-io", "-f", "vmdk", "-c", "write -P 0x11 0 1M", "-c", "write -P 0x12 20M 300k", "base.vmdk")
+	testenv.Run(t, dir, "qemu-img", "create", "-q", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", "delta.vmdk")
+	testenv.Run(t, dir, "qemu-io", "-f", "vmdk", "-c", "write -P 0x22 512k 1M", "delta.vmdk")
+	return &vcsim{model: sim.Model, server: sim.Server, dir: dir, thumb: sim.Thumbprint}
 }
 
 func (v *vcsim) url(host, file string) string {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"io"
 	"os"
 	"path/filepath"
@@ -141,7 +142,7 @@ func TestMembersReadInPlace(t *testing.T) {
 }
 
 func TestAgainstSystemTar(t *testing.T) {
-	tarBin := requireTool(t, "tar")
+	tarBin := testenv.ToolPath(t, "tar")
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in")
 	long := filepath.Join(in, strings.Repeat("d", 120), strings.Repeat("f", 150)+".vmdk")
