@@ -197,6 +197,19 @@ func (m *migration) saw(stage migrate.Stage, status, message string) bool {
 	return false
 }
 
+// count returns how many events of stage with status were printed.
+func (m *migration) count(stage migrate.Stage, status string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, e := range m.events {
+		if e.Stage == stage && e.Status == status {
+			n++
+		}
+	}
+	return n
+}
+
 // runMigrate runs `h2kvm migrate --json args...` to its end (at most d) and returns it.
 func runMigrate(t testing.TB, env []string, d time.Duration, args ...string) *migration {
 	t.Helper()

@@ -21,9 +21,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/h2kvm/h2kvm/fixers"
 	"github.com/h2kvm/h2kvm/pipeline/daemon"
 	"github.com/h2kvm/h2kvm/pipeline/migrate"
 )
@@ -79,6 +81,7 @@ func TestMigrateLocal(t *testing.T) {
 		}
 	}
 	checkFixed(t, j)
+	setReferenceFixes(j.Fixes)
 	if b := j.Boot; b == nil || !b.Evidence.LoginPrompt || !strings.HasPrefix(b.Evidence.SSHBanner, "SSH-2.0-") {
 		t.Errorf("boot evidence: %+v", j.Boot)
 	}
@@ -126,13 +129,9 @@ func TestMigrateLocal(t *testing.T) {
 		float64(max(s.peakState, j.PeakStagingBytes))/float64(j.VirtualBytes))
 }
 
-// checkFixed checks the plan and the recorded changes of the debian-bios guest.
-func checkFixed(t *testing.T, j *migrate.Job) { checkFixedResumed(t, j, false) }
-
-// checkFixedResumed is checkFixed for a job whose FIX may have been killed after it changed
-// /etc/fstab: the resumed INSPECT then finds UUIDs there already, and the idempotent fixer
-// changes nothing.
-func checkFixedResumed(t *testing.T, j *migrate.Job, resumed bool) {
+// checkFixed checks the plan and the recorded changes of the debian-bios guest. A resumed job
+// must pass it too: the changes of a killed FIX are kept in the job record.
+func checkFixed(t *testing.T, j *migrate.Job) {
 	t.Helper()
 	if j.Plan == nil || len(j.Plan.Fixes) == 0 {
 		t.Fatalf("report has no plan")
@@ -147,17 +146,6 @@ func checkFixedResumed(t *testing.T, j *migrate.Job, resumed bool) {
 		}
 		if c.File == "/etc/fstab" {
 			fstab = strings.Contains(c.Before, "/dev/disk/by-path/") && strings.Contains(c.After, "UUID=") && !strings.Contains(c.After, "/dev/disk/by-path/")
-		}
-	}
-	if !fstab && resumed && j.Facts != nil && len(j.Facts.Fstab) > 0 {
-		fstab = true
-		for _, e := range j.Facts.Fstab {
-			if !strings.HasPrefix(e.Spec, "UUID=") {
-				fstab = false
-			}
-		}
-		if fstab {
-			t.Logf("/etc/fstab was changed by the killed FIX; the resumed INSPECT found only UUIDs")
 		}
 	}
 	if !fstab {
@@ -195,25 +183,38 @@ func TestMigrateResume(t *testing.T) {
 	args := []string{g.Top, "--output", out, "--server", ctl, "--compress"}
 	start := time.Now()
 
-	// 1. Killed a few seconds into FIX.
-	inFix := make(chan struct{})
+	// The changes of an uninterrupted FIX, to compare the resumed report with.
+	ref := referenceFixes(t, g.Top)
+
+	// 1. Killed during FIX, after it changed files and removed VMware's tools (a guest command
+	// that dpkg syncs): a few seconds into the regeneration of the initramfs.
+	changed, ran := make(chan struct{}), make(chan struct{})
 	m := startMigrate(t, env, func(e event) {
-		if e.Stage == migrate.Fix && e.Status == "start" {
-			close(inFix)
+		if e.Stage == migrate.Fix && e.Status == "change" {
+			closeOnce(changed)
+			if strings.HasPrefix(e.Message, "run ") {
+				closeOnce(ran)
+			}
 		}
 	}, args...)
 	select {
-	case <-inFix:
+	case <-changed:
 	case <-m.done:
-		t.Fatalf("migrate ended (exit %d) before FIX\n%s", m.code, tail(m.stderr.String(), 4000))
+		t.Fatalf("migrate ended (exit %d) before FIX changed anything\n%s", m.code, tail(m.stderr.String(), 4000))
 	case <-time.After(migrateTimeout):
-		t.Fatal("FIX did not start")
+		t.Fatal("FIX changed nothing")
+	}
+	select {
+	case <-ran:
+	case <-m.done:
+	case <-time.After(2 * time.Minute):
 	}
 	time.Sleep(5 * time.Second)
 	m.kill(t)
 	if m.saw(migrate.Fix, "done", "") {
 		t.Fatal("FIX was done before the kill")
 	}
+	killedChanges := m.count(migrate.Fix, "change")
 	// The libguestfs appliance goes with it.
 	noProcsUsing(t, exportName(t, c))
 	noProcsUsing(t, out)
@@ -234,6 +235,11 @@ func TestMigrateResume(t *testing.T) {
 	if names := outputNames(t, out); !slices.Equal(names, []string{"report.json", "report.md"}) {
 		t.Errorf("a failed conversion left %v in the output folder", names)
 	}
+	// Every change of the killed FIX and of the resumed one is listed once, with its before and
+	// after: the same as an uninterrupted FIX.
+	sameFixes(t, j.Fixes, ref)
+	t.Logf("the killed FIX recorded %d changes, the resumed FIX made %d; the report lists %d (an uninterrupted FIX: %d)",
+		killedChanges, m.count(migrate.Fix, "change"), len(j.Fixes.Changes), len(ref.Changes))
 	if fileSums(t, g.Chain...) != before {
 		t.Fatal("the source VMDK files changed")
 	}
@@ -243,8 +249,8 @@ func TestMigrateResume(t *testing.T) {
 	// 3. Room made; resumed again and killed during CONVERT. The fixed export is converted
 	// directly as the reference.
 	runCmd(t, "", "mount", "-o", "remount,size=2G", out)
-	ref := filepath.Join(t.TempDir(), "ref.qcow2")
-	runCmd(t, "", "qemu-img", "convert", "-f", "raw", "-O", "qcow2", "nbd+unix:///"+j.Exports[0]+"?socket="+nbd, ref)
+	refDisk := filepath.Join(t.TempDir(), "ref.qcow2")
+	runCmd(t, "", "qemu-img", "convert", "-f", "raw", "-O", "qcow2", "nbd+unix:///"+j.Exports[0]+"?socket="+nbd, refDisk)
 	converting := make(chan struct{})
 	m = startMigrate(t, env, func(e event) {
 		if e.Kind == "progress" && e.Percent >= 2 && e.Percent < 90 {
@@ -285,9 +291,17 @@ func TestMigrateResume(t *testing.T) {
 	if !j.Stages[migrate.Fix].Started.Equal(fixStart) {
 		t.Errorf("FIX was redone after it completed")
 	}
-	checkFixedResumed(t, j, true)
+	checkFixed(t, j)
+	sameFixes(t, j.Fixes, ref)
+	// report.md has a heading per change (the files it quotes may hold "### " lines of their own).
+	md, _ := os.ReadFile(filepath.Join(out, "report.md"))
+	for _, c := range j.Fixes.Changes {
+		if n := strings.Count(string(md), "\n### "+c.String()+"\n"); n != 1 {
+			t.Errorf("report.md has %d headings for change %s, want 1", n, c)
+		}
+	}
 	disk := filepath.Join(out, j.Name+".qcow2")
-	sameContent(t, disk, ref)
+	sameContent(t, disk, refDisk)
 	if names := outputNames(t, out); !slices.Equal(names, []string{j.Name + ".qcow2", j.Name + ".xml", "report.json", "report.md"}) {
 		t.Errorf("output folder after the resume: %v", names)
 	}
@@ -422,6 +436,82 @@ func TestMigrateRemote(t *testing.T) {
 		mib(j.PeakStagingBytes), mib(s.peakState), mib(cacheLimit), float64(max(j.PeakStagingBytes, s.peakState))/float64(j.VirtualBytes), mib(j.VirtualBytes))
 }
 
+// referenceFixes returns the changes of an uninterrupted FIX of the debian-bios guest: those of
+// TestMigrateLocal when it ran in this process, else those of a migration run now.
+func referenceFixes(t *testing.T, top string) *fixers.Report {
+	t.Helper()
+	refFixes.Lock()
+	defer refFixes.Unlock()
+	if refFixes.r != nil {
+		return refFixes.r
+	}
+	out := filepath.Join(t.TempDir(), "ref")
+	m := runMigrate(t, migrateEnv(), migrateTimeout, top, "--output", out, "--skip", "validate")
+	if m.code != 0 {
+		t.Fatalf("reference migration exited %d\n%s", m.code, tail(m.stderr.String(), 4000))
+	}
+	j := readReport(t, out)
+	checkFixed(t, j)
+	refFixes.r = j.Fixes
+	t.Logf("reference migration (uninterrupted): %v, %d changes", m.elapsed.Round(time.Second), len(j.Fixes.Changes))
+	return refFixes.r
+}
+
+var refFixes struct {
+	sync.Mutex
+	r *fixers.Report
+}
+
+func setReferenceFixes(r *fixers.Report) {
+	refFixes.Lock()
+	defer refFixes.Unlock()
+	if refFixes.r == nil && r != nil {
+		refFixes.r = r
+	}
+}
+
+// sameFixes fails the test unless got lists the same changes as want, each once: the same fix,
+// file and action, and for file edits the same before and after. Regenerated files and guest
+// commands differ in their digests and output between runs; only their presence is compared.
+func sameFixes(t *testing.T, got, want *fixers.Report) {
+	t.Helper()
+	if got == nil {
+		t.Fatalf("report has no changes; an uninterrupted FIX made %d", len(want.Changes))
+	}
+	key := func(c fixers.Change) string { return c.Fix + " " + c.Action + " " + c.File }
+	left := map[string][]fixers.Change{}
+	for _, c := range want.Changes {
+		left[key(c)] = append(left[key(c)], c)
+	}
+	for _, c := range got.Changes {
+		w := left[key(c)]
+		if len(w) == 0 {
+			t.Errorf("change %s: not made by an uninterrupted FIX, or listed twice", c)
+			continue
+		}
+		left[key(c)] = w[1:]
+		switch c.Action {
+		case fixers.ActionModify, fixers.ActionCreate, fixers.ActionDelete:
+			if c.Before != w[0].Before || c.After != w[0].After {
+				t.Errorf("change %s: before/after differ from an uninterrupted FIX:\n%q → %q\nwant\n%q → %q", c, c.Before, c.After, w[0].Before, w[0].After)
+			}
+		}
+	}
+	for k, w := range left {
+		for range w {
+			t.Errorf("change %s: made by an uninterrupted FIX, missing from the report", k)
+		}
+	}
+}
+
+func closeOnce(c chan struct{}) {
+	select {
+	case <-c:
+	default:
+		close(c)
+	}
+}
+
 // TestMigrateBadInput: bad sources fail with exit 2 or 3 and a message naming the problem, and
 // nothing is converted.
 func TestMigrateBadInput(t *testing.T) {
@@ -450,6 +540,19 @@ func TestMigrateBadInput(t *testing.T) {
 		}
 		noDisk(t, out)
 		t.Logf("%v: %s", m.elapsed.Round(time.Millisecond), lastLine(m.stderr.String()))
+
+		// Through a running daemon: the same exit code.
+		sd := shortDir(t)
+		ctl, nbd := filepath.Join(sd, "ctl.sock"), filepath.Join(sd, "nbd.sock")
+		srv := startH2KVM(t, nil, "serve", "--state-dir", t.TempDir(), "--control", ctl, "--nbd-socket", nbd)
+		waitReady(t, srv, controlClient(ctl))
+		out = filepath.Join(t.TempDir(), "out")
+		ms := runMigrate(t, migrateEnv(), 5*time.Minute, top, "--output", out, "--server", ctl)
+		if msg := ms.stderr.String(); ms.code != m.code || !strings.Contains(msg, "base.vmdk") {
+			t.Fatalf("with --server: exit %d, want %d (as without) and a message naming base.vmdk:\n%s", ms.code, m.code, msg)
+		}
+		noDisk(t, out)
+		t.Logf("with --server: %v: %s", ms.elapsed.Round(time.Millisecond), lastLine(ms.stderr.String()))
 	})
 
 	t.Run("unreachable server", func(t *testing.T) {

@@ -110,7 +110,7 @@ func Domain(vm VM, opt DomainOptions) (*libvirtxml.Domain, error) {
 			Device: "disk",
 			Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: format, Discard: "unmap"},
 			Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: p}},
-			Target: &libvirtxml.DomainDiskTarget{Dev: "vd" + string(rune('a'+i)), Bus: "virtio"},
+			Target: &libvirtxml.DomainDiskTarget{Dev: DiskTarget(i), Bus: "virtio"},
 		}
 		if i == 0 {
 			disk.Boot = &libvirtxml.DomainDeviceBoot{Order: 1}
@@ -175,6 +175,16 @@ func Domain(vm VM, opt DomainOptions) (*libvirtxml.Domain, error) {
 		Backend: &libvirtxml.DomainRNGBackend{Random: &libvirtxml.DomainRNGBackendRandom{Device: "/dev/urandom"}},
 	}}
 	return d, nil
+}
+
+// DiskTarget is the device name of disk i (from 0) in the domain: vda, vdb, …, vdz, vdaa, …
+// as the guest kernel names virtio disks.
+func DiskTarget(i int) string {
+	name := ""
+	for i++; i > 0; i = (i - 1) / 26 {
+		name = string(rune('a'+(i-1)%26)) + name
+	}
+	return "vd" + name
 }
 
 // WriteDomainXML marshals d to path (written to a temporary name, then renamed).

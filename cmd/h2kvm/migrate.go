@@ -14,7 +14,7 @@ import (
 // MigrateCmd is `h2kvm migrate`.
 type MigrateCmd struct {
 	Source          string          `arg:"" help:"The VM or disk: .vmdk, .vmx, .ova, vsphere://…, https://…, ssh://…, nbd://…."`
-	Output          string          `required:"" placeholder:"DIR" help:"Output folder: NAME.qcow2 (or raw), NAME.xml, report.json, report.md."`
+	Output          string          `required:"" placeholder:"DIR" help:"Output folder: NAME.qcow2 (or raw; NAME-diskN.qcow2 for each disk of a VM with several), NAME.xml, report.json, report.md."`
 	Server          string          `placeholder:"SOCK" help:"Control socket of a running 'h2kvm serve' (default: run one in this process)."`
 	Format          string          `short:"O" enum:"qcow2,raw" default:"qcow2" help:"Output format: ${enum}."`
 	Compress        bool            `help:"Compress qcow2 clusters."`
@@ -63,6 +63,8 @@ func (c *MigrateCmd) Run(ctx context.Context, g *Globals) error {
 			g.Log.Info("stage", "stage", e.Stage)
 		case e.Status == "plan":
 			fmt.Fprintf(os.Stderr, "  plan: %s\n", e.Message)
+		case e.Status == "change":
+			g.Log.Info("changed", "stage", e.Stage, "change", e.Message)
 		case e.Status == "warning":
 			g.Log.Warn(e.Message, "stage", e.Stage)
 		case e.Status == "failed":

@@ -23,15 +23,22 @@ import (
 // The returned report lists every change, also when Apply fails half way (the guest is then
 // partly fixed; the overlay can be thrown away). ctx is checked between steps: libguestfs
 // calls themselves cannot be interrupted.
-func Apply(ctx context.Context, g *guestfs.Guestfs, p *FixPlan) (*fixers.Report, error) {
+//
+// Options may add an OnChange callback, which sees every change as it is made, so that a
+// caller can keep a record that survives the process being killed half way.
+func Apply(ctx context.Context, g *guestfs.Guestfs, p *FixPlan, opts ...ApplyOption) (*fixers.Report, error) {
 	r := &fixers.Report{}
+	var cfg applyConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
 	if p == nil || p.Facts == nil || p.Facts.OS.Root == "" || len(p.Facts.Mounts) == 0 {
 		return r, fmt.Errorf("linux: apply: plan without inspected facts: %w", ErrPlan)
 	}
 	if len(p.Fixes) == 0 {
 		return r, nil // nothing to do: do not even mount read-write
 	}
-	a := &applier{x: guest{g: g, ctx: ctx}, f: p.Facts, p: p, r: r, keep: p.Options.keep()}
+	a := &applier{x: guest{g: g, ctx: ctx}, f: p.Facts, p: p, r: r, keep: p.Options.keep(), onChange: cfg.onChange}
 	g.Umount_all()
 	if err := mountAll(a.x, p.Facts.Mounts, true); err != nil {
 		return r, fmt.Errorf("linux: apply: %w", err)
@@ -45,6 +52,7 @@ func Apply(ctx context.Context, g *guestfs.Guestfs, p *FixPlan) (*fixers.Report,
 		a.fix = fix.ID
 		start := time.Now()
 		err := a.apply(fix)
+		a.notify() // the changes this fix recorded without a.add
 		if r.Seconds == nil {
 			r.Seconds = map[string]float64{}
 		}
@@ -63,6 +71,21 @@ func Apply(ctx context.Context, g *guestfs.Guestfs, p *FixPlan) (*fixers.Report,
 	return r, errors.Join(errs...)
 }
 
+// ApplyOption is an option of Apply.
+type ApplyOption func(*applyConfig)
+
+type applyConfig struct {
+	onChange func(fixers.Change)
+}
+
+// OnChange makes Apply call fn with every change, in the report's order, right after the
+// change is made in the guest (a file edit, creation or removal at once; a guest command's
+// change at the latest when its fix ends). fn runs on Apply's goroutine and must not call
+// back into the guest handle.
+func OnChange(fn func(fixers.Change)) ApplyOption {
+	return func(c *applyConfig) { c.onChange = fn }
+}
+
 type applier struct {
 	x    guest
 	f    *Facts
@@ -72,6 +95,24 @@ type applier struct {
 	fix  string
 	// grubInputsChanged: an earlier fix of this run changed what grub-mkconfig reads.
 	grubInputsChanged bool
+	// onChange (may be nil) has been called with r.Changes[:notified].
+	onChange func(fixers.Change)
+	notified int
+}
+
+// add records a change and reports it (and any recorded before it) to onChange.
+func (a *applier) add(c fixers.Change) {
+	a.r.Add(c)
+	a.notify()
+}
+
+// notify passes the changes recorded since the last call to onChange.
+func (a *applier) notify() {
+	for ; a.notified < len(a.r.Changes); a.notified++ {
+		if a.onChange != nil {
+			a.onChange(a.r.Changes[a.notified])
+		}
+	}
 }
 
 func (a *applier) apply(fix Fix) error {
@@ -124,7 +165,7 @@ func (a *applier) edit(p string, fn func(old string) (string, bool)) error {
 	if err := gerr(a.x.g.Write(a.x.resolve(p), []byte(nw))); err != nil {
 		return fmt.Errorf("write %s: %w", p, err)
 	}
-	a.r.Add(fixers.Change{Fix: a.fix, File: p, Action: fixers.ActionModify, Before: old, After: nw})
+	a.add(fixers.Change{Fix: a.fix, File: p, Action: fixers.ActionModify, Before: old, After: nw})
 	return nil
 }
 
@@ -153,7 +194,7 @@ func (a *applier) write(p, content string, mode int) error {
 	if found {
 		c.Action, c.Before = fixers.ActionModify, old
 	}
-	a.r.Add(c)
+	a.add(c)
 	return nil
 }
 
@@ -172,7 +213,7 @@ func (a *applier) remove(p string) error {
 	if err := gerr(a.x.g.Rm(p)); err != nil {
 		return fmt.Errorf("remove %s: %w", p, err)
 	}
-	a.r.Add(fixers.Change{Fix: a.fix, File: p, Action: fixers.ActionDelete, Before: before})
+	a.add(fixers.Change{Fix: a.fix, File: p, Action: fixers.ActionDelete, Before: before})
 	return nil
 }
 

@@ -56,8 +56,9 @@ func (c *Client) DeleteExport(ctx context.Context, name string, discard bool) er
 	return c.do(ctx, http.MethodDelete, p, nil, nil)
 }
 
-// do sends one request; an error status becomes an error wrapping the sentinel that the
-// status stands for, with the daemon's message.
+// do sends one request; an error status becomes an error with the daemon's message that wraps
+// the sentinel the status stands for and those the body's kind and causes name (errkind.go), so
+// that errors.Is answers as it would for the same error of an in-process daemon.
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
@@ -87,10 +88,10 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 			http.StatusBadRequest: ErrBadSpec, http.StatusNotFound: ErrNoExport,
 			http.StatusConflict: ErrExists, http.StatusUnprocessableEntity: ErrSource,
 		}[resp.StatusCode]
-		if sentinel != nil {
-			return fmt.Errorf("daemon: %s: %w", e.Error, sentinel)
+		if sentinel == nil {
+			e.Error = fmt.Sprintf("%s %s: %s: %s", method, path, resp.Status, e.Error)
 		}
-		return fmt.Errorf("daemon: %s %s: %s: %s", method, path, resp.Status, e.Error)
+		return fmt.Errorf("daemon: %w", decodeError(e, sentinel))
 	}
 	if out != nil && len(data) > 0 {
 		if err := json.Unmarshal(data, out); err != nil {

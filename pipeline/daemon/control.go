@@ -39,9 +39,12 @@ type ServerInfo struct {
 	CacheLimit int64  `json:"cache_limit"`
 }
 
-// apiError is the body of every error response.
+// apiError is the body of every error response. Kind and Causes (see errkind.go) say what
+// the error is to a program; Error says it to a person.
 type apiError struct {
-	Error string `json:"error"`
+	Error  string    `json:"error"`
+	Kind   ErrorKind `json:"kind,omitempty"`
+	Causes []string  `json:"causes,omitempty"`
 }
 
 // controlHandler serves the control API:
@@ -61,7 +64,7 @@ func (d *Daemon) controlHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /v1/ready", func(w http.ResponseWriter, r *http.Request) {
 		if !d.ready.Load() {
-			writeJSON(w, http.StatusServiceUnavailable, apiError{"not ready"})
+			writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "not ready", Kind: KindInternal})
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
@@ -80,7 +83,7 @@ func (d *Daemon) controlHandler() http.Handler {
 		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&spec); err != nil {
-			writeJSON(w, http.StatusBadRequest, apiError{"bad JSON: " + err.Error()})
+			writeJSON(w, http.StatusBadRequest, apiError{Error: "bad JSON: " + err.Error(), Kind: KindBadRequest})
 			return
 		}
 		info, err := d.CreateExport(r.Context(), spec)
@@ -128,7 +131,8 @@ func writeError(w http.ResponseWriter, err error) {
 	case errors.Is(err, context.Canceled):
 		status = 499
 	}
-	writeJSON(w, status, apiError{err.Error()})
+	kind, causes := classify(err)
+	writeJSON(w, status, apiError{Error: err.Error(), Kind: kind, Causes: causes})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -18,4 +18,9 @@
 // Names being created or deleted are reserved: a concurrent request for the same name gets
 // ErrExists or ErrBusy, so that two stacks never share an overlay. An export whose file is open
 // on the FUSE mount is not deleted (ErrBusy) until the file is closed.
+//
+// A control API error answer carries, besides its message, a kind (bad-input,
+// source-unreachable, …) and the sentinels behind it by name (errkind.go); Client turns them back
+// into the same sentinels, so that errors.Is answers alike for a daemon in this process and one
+// reached over its socket.
 package daemon

@@ -12,6 +12,10 @@ var (
 	// ErrSource: the export's source could not be opened or is not a readable disk. Permanent
 	// for this request; the source may be fixed and the request repeated.
 	ErrSource = errors.New("cannot open source")
+	// ErrUnreachable: the export's source could not be reached (connection refused, host or
+	// network unreachable, the retry budget of a remote source spent). It comes with ErrSource.
+	// Retrying later may succeed.
+	ErrUnreachable = errors.New("source unreachable")
 	// ErrBusy: the export is in use in a way that prevents the request (files of it are open
 	// on the FUSE mount, another delete is in progress). Retry later.
 	ErrBusy = errors.New("export busy")

@@ -140,7 +140,7 @@ func (d *Daemon) CreateExport(ctx context.Context, spec ExportSpec) (ExportInfo,
 func (d *Daemon) open(ctx context.Context, spec ExportSpec, created time.Time) (*export, error) {
 	opener, name, err := source.Open(ctx, spec.Source, d.cfg.Source)
 	if err != nil {
-		return nil, fmt.Errorf("export %q: %w: %w", spec.Name, ErrSource, err)
+		return nil, sourceError(spec.Name, err)
 	}
 	e := &export{spec: spec, created: created, opener: opener}
 	var chainOpener vfs.Opener = opener
@@ -150,7 +150,7 @@ func (d *Daemon) open(ctx context.Context, spec ExportSpec, created time.Time) (
 	e.chain, err = vmdk.Open(ctx, chainOpener, name, vmdk.Options{IgnoreCIDMismatch: spec.IgnoreCIDMismatch})
 	if err != nil {
 		opener.Close()
-		return nil, fmt.Errorf("export %q: %w: %w", spec.Name, ErrSource, err)
+		return nil, sourceError(spec.Name, err)
 	}
 	e.dev = e.chain
 	if !spec.ReadOnly {

@@ -48,6 +48,7 @@ type Job struct {
 
 	VM      *pipeline.VM             `json:"vm,omitempty"`
 	Exports []string                 `json:"exports,omitempty"`
+	Disks   []DiskReport             `json:"disks,omitempty"`
 	Facts   *linux.Facts             `json:"facts,omitempty"`
 	Plan    *linux.FixPlan           `json:"plan,omitempty"`
 	Fixes   *fixers.Report           `json:"fixes,omitempty"`
@@ -66,6 +67,25 @@ type Job struct {
 	PeakStagingBytes int64 `json:"peak_staging_bytes"`
 
 	Warnings []string `json:"warnings,omitempty"`
+}
+
+// DiskReport is what the job did with one disk of the VM, in the VM's disk order: the order
+// in which the disks are attached to libguestfs (sda, sdb, …) and to the KVM domain (vda,
+// vdb, …; the first one boots).
+type DiskReport struct {
+	Index      int    `json:"index"`
+	Source     string `json:"source"`
+	Controller string `json:"controller,omitempty"`
+	Unit       string `json:"unit,omitempty"`
+	Export     string `json:"export"`
+	// Target is the disk's device name in the KVM domain.
+	Target         string `json:"target"`
+	VirtualBytes   int64  `json:"virtual_bytes"`
+	AllocatedBytes int64  `json:"allocated_bytes"`
+	FetchedBytes   int64  `json:"fetched_bytes"`
+	OverlayBytes   int64  `json:"overlay_bytes"`
+	Output         string `json:"output,omitempty"`
+	OutputBytes    int64  `json:"output_bytes"`
 }
 
 func (j *Job) done(s Stage) bool { r, ok := j.Stages[s]; return ok && r.Status == "done" }

@@ -56,7 +56,7 @@ type Options struct {
 // Event is one progress report.
 type Event struct {
 	Stage   Stage   `json:"stage"`
-	Status  string  `json:"status"` // start, done, skipped, progress, plan, warning
+	Status  string  `json:"status"` // start, done, skipped, progress, plan, change, warning
 	Percent float64 `json:"percent,omitempty"`
 	Message string  `json:"message,omitempty"`
 }
@@ -319,7 +319,7 @@ func (r *runner) fetch(ctx context.Context) error {
 func fileExists(p string) bool { _, err := os.Lstat(p); return err == nil }
 
 func (r *runner) flatten(ctx context.Context) error {
-	r.job.Exports = nil
+	r.job.Exports, r.job.Disks = nil, nil
 	r.job.VirtualBytes, r.job.AllocatedBytes = 0, 0
 	for i, d := range r.job.VM.Disks {
 		name := fmt.Sprintf("%s-disk%d", r.job.ID, i)
@@ -331,13 +331,17 @@ func (r *runner) flatten(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("flatten: disk %d: %w", i, err)
 		}
-		r.job.Exports = append(r.job.Exports, name)
-		r.job.VirtualBytes += info.VirtualSize
+		dr := DiskReport{Index: i, Source: d.Source, Controller: d.Controller, Unit: d.Unit, Export: name,
+			Target: pipeline.DiskTarget(i), VirtualBytes: info.VirtualSize}
 		if info.Chain != nil {
 			for _, l := range info.Chain.Links {
-				r.job.AllocatedBytes += l.AllocatedBytes
+				dr.AllocatedBytes += l.AllocatedBytes
 			}
 		}
+		r.job.Exports = append(r.job.Exports, name)
+		r.job.Disks = append(r.job.Disks, dr)
+		r.job.VirtualBytes += dr.VirtualBytes
+		r.job.AllocatedBytes += dr.AllocatedBytes
 	}
 	return nil
 }
@@ -399,8 +403,9 @@ func (r *runner) guestStages(ctx context.Context) error {
 		if r.skipped(Fix) {
 			return errSkipped
 		}
-		rep, err := linux.Apply(ctx, sess.G(), r.job.Plan)
-		r.job.Fixes = rep
+		rec := r.newFixRecorder(ctx)
+		rep, err := linux.Apply(ctx, sess.G(), r.job.Plan, rec.option())
+		rec.finish(rep)
 		if err != nil {
 			return notBootable("fix", err)
 		}
@@ -468,6 +473,9 @@ func (r *runner) convert(ctx context.Context) error {
 			}
 		}
 		r.job.Outputs = append(r.job.Outputs, out)
+		if i < len(r.job.Disks) {
+			r.job.Disks[i].Output = out
+		}
 	}
 	return nil
 }
@@ -524,10 +532,17 @@ func (r *runner) validate(ctx context.Context) error {
 // collectStats fills the byte counts from the exports.
 func (r *runner) collectStats(ctx context.Context) {
 	var fetched, overlay int64
-	for _, e := range r.job.Exports {
+	for i, e := range r.job.Exports {
 		if in, err := r.be.GetExport(ctx, e); err == nil {
 			fetched += in.Stats.FetchedBytes
 			overlay += in.Stats.OverlayBytes
+			if i < len(r.job.Disks) {
+				d := &r.job.Disks[i]
+				d.FetchedBytes = max(d.FetchedBytes, in.Stats.FetchedBytes)
+				if in.Stats.OverlayBytes > 0 {
+					d.OverlayBytes = in.Stats.OverlayBytes
+				}
+			}
 		}
 	}
 	if fetched > r.job.FetchedBytes {
@@ -537,10 +552,13 @@ func (r *runner) collectStats(ctx context.Context) {
 		r.job.OverlayBytes = overlay
 	}
 	r.job.OutputBytes = 0
-	for _, o := range r.job.Outputs {
+	for i, o := range r.job.Outputs {
 		if st, err := os.Stat(o); err == nil {
 			if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 				r.job.OutputBytes += sys.Blocks * 512
+				if i < len(r.job.Disks) {
+					r.job.Disks[i].OutputBytes = sys.Blocks * 512
+				}
 			}
 		}
 	}

@@ -44,6 +44,17 @@ func markdown(j *Job) string {
 			w("  - NIC %s %s (%s)\n", n.Model, n.MAC, n.Network)
 		}
 	}
+	if len(j.Disks) > 0 {
+		w("\n## Disks\n\n| # | source | export | KVM disk | virtual | allocated | fetched | overlay | output | on disk |\n|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, d := range j.Disks {
+			src := d.Source
+			if d.Controller != "" {
+				src += " (" + d.Controller + " " + d.Unit + ")"
+			}
+			w("| %d | `%s` | %s | %s | %s | %s | %s | %s | `%s` | %s |\n", d.Index, src, d.Export, d.Target,
+				mib(d.VirtualBytes), mib(d.AllocatedBytes), mib(d.FetchedBytes), mib(d.OverlayBytes), d.Output, mib(d.OutputBytes))
+		}
+	}
 	w("\n## Stages\n\n| stage | status | seconds | error |\n|---|---|---|---|\n")
 	for _, s := range Stages {
 		r, ok := j.Stages[s]
