@@ -4,11 +4,13 @@ import (
 	"archive/tar"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -192,4 +194,69 @@ func (w countWriter) Write(p []byte) (int, error) {
 	n, err := w.ResponseWriter.Write(p)
 	w.n.Add(int64(n))
 	return n, err
+}
+
+// TestVerifyDisks: an OVA whose disk was altered after its manifest was written (one byte of
+// header padding: still a valid VMDK) opens with a warning that its disks are not verified, and
+// is refused with exit 2, naming the disk, when --verify-disks asks for digests to be checked —
+// by `info` and by `migrate`, which then writes nothing.
+func TestVerifyDisks(t *testing.T) {
+	needTool(t, "qemu-img", "qemu-io")
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "raw.img")
+	runCmd(t, "", "qemu-img", "create", "-q", "-f", "raw", raw, "8M")
+	runCmd(t, "", "qemu-io", "-f", "raw", "-c", "write -P 0x5a 1M 2M", raw)
+	disk := filepath.Join(dir, "web02-disk1.vmdk")
+	runCmd(t, "", "qemu-img", "convert", "-O", "vmdk", "-o", "subformat=streamOptimized", raw, disk)
+	st, err := os.Stat(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ovf := ovfFor("web02", filepath.Base(disk), st.Size(), 8<<20, "00:50:56:a1:b2:09")
+	mf := fmt.Sprintf("SHA256(web02.ovf)= %s\nSHA256(%s)= %s\n", sha256Hex(t, []byte(ovf)), filepath.Base(disk), sha256File(t, disk))
+	f, err := os.OpenFile(disk, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{0xff}, 400); err != nil { // header padding
+		t.Fatal(err)
+	}
+	f.Close()
+	ova := filepath.Join(dir, "web02.ova")
+	writeTar(t, ova, map[string]string{"web02.ovf": ovf, "web02.mf": mf}, disk)
+	before := sha256File(t, ova)
+
+	run := func(args ...string) (int, string) {
+		cmd := exec.Command(h2kvmBinary(t), args...)
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if err != nil {
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) {
+				t.Fatalf("h2kvm %v: %v", args, err)
+			}
+			code = ee.ExitCode()
+		}
+		return code, string(out)
+	}
+	if code, out := run("info", ova); code != 0 || !strings.Contains(out, "not verified") {
+		t.Errorf("info without --verify-disks: exit %d, want 0 and a warning that the disk is not verified:\n%s", code, out)
+	}
+	if code, out := run("info", "--verify-disks", ova); code != 2 || !strings.Contains(out, "digest mismatch") || !strings.Contains(out, filepath.Base(disk)) {
+		t.Errorf("info --verify-disks: exit %d, want 2 and a digest mismatch naming %s:\n%s", code, filepath.Base(disk), out)
+	}
+	outDir := filepath.Join(t.TempDir(), "out")
+	if code, out := run("migrate", "--verify-disks", ova, "--output", outDir); code != 2 || !strings.Contains(out, "digest mismatch") {
+		t.Errorf("migrate --verify-disks: exit %d, want 2 and a digest mismatch:\n%s", code, tail(out, 3000))
+	}
+	if ents, _ := os.ReadDir(outDir); len(ents) > 0 {
+		for _, e := range ents {
+			if strings.HasSuffix(e.Name(), ".qcow2") || strings.HasSuffix(e.Name(), ".xml") {
+				t.Errorf("refused migration left %s", e.Name())
+			}
+		}
+	}
+	if sha256File(t, ova) != before {
+		t.Error("the OVA changed")
+	}
 }

@@ -8,7 +8,11 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/h2kvm/h2kvm/pipeline"
+	"github.com/h2kvm/h2kvm/pipeline/resolve/ovf"
+	"github.com/h2kvm/h2kvm/pipeline/resolve/vmx"
+	"github.com/h2kvm/h2kvm/pipeline/resolve/vsphere"
 	"github.com/h2kvm/h2kvm/vfs"
+	"github.com/h2kvm/h2kvm/vfs/source/tarsrc"
 )
 
 // Exit codes. They are part of the CLI contract: scripts and batch schedulers act on them.
@@ -51,11 +55,24 @@ func exitCode(err error) int {
 		errors.Is(err, vfs.ErrUnsupported),
 		errors.Is(err, vfs.ErrNotFound),
 		errors.Is(err, vfs.ErrChain),
-		errors.Is(err, vfs.ErrOutOfRange):
+		errors.Is(err, vfs.ErrOutOfRange),
+		isBadVM(err):
 		return exitBadInput
 	default:
 		return exitInternal
 	}
+}
+
+// isBadVM: the VM description is wrong or names nothing that exists: an OVF, manifest, tar or
+// VMX the user must fix, or a vSphere location, snapshot or login that does not hold.
+func isBadVM(err error) bool {
+	for _, e := range []error{ovf.ErrInvalid, ovf.ErrDigest, vmx.ErrInvalid, tarsrc.ErrUnsafeMember,
+		vsphere.ErrLogin, vsphere.ErrNotFound, vsphere.ErrAmbiguous, vsphere.ErrBadURL, vsphere.ErrUnsupported} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // describe is the message printed for err on stderr.

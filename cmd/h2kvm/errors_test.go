@@ -7,7 +7,11 @@ import (
 	"testing"
 
 	"github.com/h2kvm/h2kvm/pipeline"
+	"github.com/h2kvm/h2kvm/pipeline/resolve/ovf"
+	"github.com/h2kvm/h2kvm/pipeline/resolve/vmx"
+	"github.com/h2kvm/h2kvm/pipeline/resolve/vsphere"
 	"github.com/h2kvm/h2kvm/vfs"
+	"github.com/h2kvm/h2kvm/vfs/source/tarsrc"
 )
 
 func TestExitCode(t *testing.T) {
@@ -27,6 +31,15 @@ func TestExitCode(t *testing.T) {
 		{wrap(vfs.ErrChain), 2},
 		{wrap(vfs.ErrOutOfRange), 2},
 		{usageErrorf("--resume needs --output"), 2},
+		{fmt.Errorf("resolve: web.ova: %w", ovf.ErrDigest), 2},
+		{fmt.Errorf("resolve: web.ovf: %w", ovf.ErrInvalid), 2},
+		{fmt.Errorf("resolve: web.vmx: %w", vmx.ErrInvalid), 2},
+		{fmt.Errorf("tar: x.ova: %w", tarsrc.ErrUnsafeMember), 2},
+		{fmt.Errorf("vsphere: vc1: %w", vsphere.ErrLogin), 2},
+		{fmt.Errorf("vsphere: vc1: VM web: %w", vsphere.ErrNotFound), 2},
+		{fmt.Errorf("vsphere: snapshot: %w", vsphere.ErrAmbiguous), 2},
+		{fmt.Errorf("vsphere: %w", vsphere.ErrBadURL), 2},
+		{fmt.Errorf("vsphere: vc1: %w", vsphere.ErrUnsupported), 2},
 		{fmt.Errorf("inspect: no root filesystem: %w", pipeline.ErrGuestNotBootable), 3},
 		{fmt.Errorf("validate: %w", pipeline.ErrBootTest), 4},
 		{context.Canceled, 130},

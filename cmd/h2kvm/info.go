@@ -20,6 +20,7 @@ type InfoCmd struct {
 	JSON              bool   `help:"Print the chain as JSON on stdout."`
 	IgnoreCIDMismatch bool   `help:"Open a chain whose parentCID does not match its parent's CID (reported as a warning)."`
 	Snapshot          string `help:"For vsphere:// sources: describe the disks as of this snapshot (name, path or MoRef)."`
+	VerifyDisks       bool   `help:"For OVA/OVF sources: read every disk once completely and check it against the manifest."`
 }
 
 func (c *InfoCmd) Help() string {
@@ -59,7 +60,8 @@ type vmInfo struct {
 
 func (c *InfoCmd) runVM(ctx context.Context, g *Globals, cfg source.Config) error {
 	var out vmInfo
-	vm, err := migrate.ResolveVM(ctx, c.Source, cfg, c.Snapshot, func(m string) { out.Warnings = append(out.Warnings, m) })
+	vm, err := migrate.ResolveVM(ctx, c.Source, cfg, migrate.ResolveOptions{Snapshot: c.Snapshot, VerifyDisks: c.VerifyDisks,
+		Warn: func(m string) { out.Warnings = append(out.Warnings, m) }})
 	if err != nil {
 		return err
 	}

@@ -27,10 +27,12 @@ type Examination struct {
 
 // ExamineOptions configure Examine.
 type ExamineOptions struct {
-	Snapshot   string
-	CacheLimit int64
-	Plan       linux.PlanOptions
-	Log        *slog.Logger
+	Snapshot string
+	// VerifyDisks checks OVA/OVF disks completely against the manifest first.
+	VerifyDisks bool
+	CacheLimit  int64
+	Plan        linux.PlanOptions
+	Log         *slog.Logger
 }
 
 // Examine inspects the guest on src's disks through read-only exports of an embedded daemon
@@ -42,7 +44,8 @@ func Examine(ctx context.Context, src string, opt ExamineOptions) (*Examination,
 		return nil, err
 	}
 	var ex Examination
-	ex.VM, err = ResolveVM(ctx, src, cfg, opt.Snapshot, func(m string) { ex.Warnings = append(ex.Warnings, m) })
+	ex.VM, err = ResolveVM(ctx, src, cfg, ResolveOptions{Snapshot: opt.Snapshot, VerifyDisks: opt.VerifyDisks,
+		Warn: func(m string) { ex.Warnings = append(ex.Warnings, m) }})
 	if err != nil {
 		return nil, err
 	}

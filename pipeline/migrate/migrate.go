@@ -43,9 +43,12 @@ type Options struct {
 	// Skip lists stages not to run (only FIX and VALIDATE may be skipped).
 	Skip []Stage
 	// Snapshot chooses a vSphere snapshot.
-	Snapshot   string
-	CacheLimit int64
-	Plan       linux.PlanOptions
+	Snapshot string
+	// VerifyDisks reads every OVA/OVF disk once completely during FETCH and refuses the
+	// source when a digest differs from the manifest.
+	VerifyDisks bool
+	CacheLimit  int64
+	Plan        linux.PlanOptions
 	// KeepState keeps OutputDir/.h2kvm (overlays, cache, job record) after success.
 	KeepState bool
 	Log       *slog.Logger
@@ -289,10 +292,11 @@ func (r *runner) fetch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	vm, err := ResolveVM(ctx, r.opt.Source, cfg, r.opt.Snapshot, func(m string) {
-		r.job.Warnings = append(r.job.Warnings, m)
-		r.emit(Event{Stage: Fetch, Status: "warning", Message: m})
-	})
+	vm, err := ResolveVM(ctx, r.opt.Source, cfg, ResolveOptions{Snapshot: r.opt.Snapshot, VerifyDisks: r.opt.VerifyDisks,
+		Warn: func(m string) {
+			r.job.Warnings = append(r.job.Warnings, m)
+			r.emit(Event{Stage: Fetch, Status: "warning", Message: m})
+		}})
 	if err != nil {
 		return err
 	}

@@ -14,13 +14,28 @@ import (
 	"github.com/h2kvm/h2kvm/vfs/source"
 )
 
+// ResolveOptions are the choices of ResolveVM.
+type ResolveOptions struct {
+	// Snapshot chooses a vSphere snapshot (name, path or MoRef).
+	Snapshot string
+	// VerifyDisks reads every OVA/OVF disk once completely to check it against the manifest.
+	VerifyDisks bool
+	// Warn (may be nil) receives warnings, e.g. a running VM read without a snapshot.
+	Warn func(string)
+}
+
 // ResolveVM resolves a SOURCE (vsphere://, .ova, .ovf, .vmx, or a plain disk) into its VM
 // description. Remote .ova/.ovf/.vmx files are read through the source opener of their
 // location.
-func ResolveVM(ctx context.Context, loc string, cfg source.Config, snapshot string, warn func(string)) (*pipeline.VM, error) {
+func ResolveVM(ctx context.Context, loc string, cfg source.Config, ro ResolveOptions) (*pipeline.VM, error) {
+	warn := ro.Warn
+	if warn == nil {
+		warn = func(string) {}
+	}
 	opt := resolve.Options{
-		VSphere: vsphere.Options{TLS: cfg.TLS, Snapshot: snapshot, Warn: warn},
-		Warn:    warn,
+		VSphere:     vsphere.Options{TLS: cfg.TLS, Snapshot: ro.Snapshot, Warn: warn},
+		Warn:        warn,
+		VerifyDisks: ro.VerifyDisks,
 	}
 	if k := resolve.KindOf(loc); k != resolve.KindVSphere && k != resolve.KindDisk && strings.Contains(loc, "://") {
 		o, _, err := source.Open(ctx, loc, cfg)
