@@ -8,11 +8,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"io"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,12 +21,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vmware/govmomi/simulator"
-
 	"github.com/h2kvm/h2kvm/pipeline/migrate"
 	"github.com/h2kvm/h2kvm/tools/guestbuild/guests"
 	"github.com/h2kvm/h2kvm/vfs/source"
-	"github.com/h2kvm/h2kvm/vfs/source/httpsrc"
 )
 
 // needIntegration skips unless H2KVM_INTEGRATION=1: the migrate tests boot libguestfs
@@ -383,31 +379,12 @@ var _ io.Writer = (*syncBuffer)(nil)
 // file, in order, and the environment a child process needs to log in and trust the server.
 func vcsimDatastore(t testing.TB, files ...string) (urls []string, env []string) {
 	t.Helper()
-	const user, pass = "migrator@vsphere.local", "s3cret-Pass"
-	t.Setenv("TMPDIR", t.TempDir()) // the simulator's datastore folders
-	m := simulator.VPX()
-	if err := m.Create(); err != nil {
-		t.Fatal(err)
-	}
-	m.Service.Listen = &url.URL{Host: "127.0.0.1:0", User: url.UserPassword(user, pass)}
-	m.Service.TLS = new(tls.Config)
-	srv := m.Service.NewServer()
-	t.Cleanup(func() { srv.Close(); m.Remove() })
-	ds := m.Service.Context.Map.Any("Datastore").(*simulator.Datastore)
-	dir := filepath.Join(ds.Summary.Url, "vm")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range files {
-		if err := os.Symlink(f, filepath.Join(dir, filepath.Base(f))); err != nil {
-			t.Fatal(err)
-		}
-		urls = append(urls, fmt.Sprintf("https://%s/folder/vm/%s?dcPath=DC0&dsName=%s", srv.URL.Host, filepath.Base(f), ds.Name))
-	}
+	sim := testenv.StartVCSim(t, "migrator@vsphere.local", "s3cret-Pass")
+	urls = sim.Link(t, "vm", files...)
 	env = []string{
-		source.EnvVSphereUser + "=" + user,
-		source.EnvVSpherePassword + "=" + pass,
-		source.EnvTLSThumbprint + "=" + httpsrc.ThumbprintSHA256(srv.Certificate().Raw),
+		source.EnvVSphereUser + "=" + sim.User,
+		source.EnvVSpherePassword + "=" + sim.Pass,
+		source.EnvTLSThumbprint + "=" + sim.Thumbprint,
 	}
 	return urls, env
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"io"
 	"log/slog"
 	"net"
@@ -20,31 +21,13 @@ import (
 	"time"
 )
 
-// needTool skips the test when a tool is missing, unless H2KVM_REQUIRE_TOOLS is set (CI), where
-// a missing tool fails it.
-func needTool(t testing.TB, names ...string) {
-	t.Helper()
-	for _, name := range names {
-		if _, err := exec.LookPath(name); err != nil {
-			if os.Getenv("H2KVM_REQUIRE_TOOLS") != "" {
-				t.Fatalf("%s is required: %v", name, err)
-			}
-			t.Skipf("%s not installed", name)
-		}
-	}
-}
+// needTool: testenv.NeedTool (skip, or fail under H2KVM_REQUIRE_TOOLS).
+func needTool(t testing.TB, names ...string) { t.Helper(); testenv.NeedTool(t, names...) }
 
-// runCmd runs a command in dir and returns its standard output; it fails the test on error.
+// runCmd: testenv.Run (the command's standard output; the test fails on error).
 func runCmd(t testing.TB, dir string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Dir = dir
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s: %v\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
-	}
-	return stdout.String()
+	return testenv.Run(t, dir, args...)
 }
 
 // link is one link of a test chain: its file name and the qemu-io commands applied to it.
