@@ -18,44 +18,15 @@ import (
 	"time"
 )
 
-// TestMigrateVMXAndOVA migrates the debian-bios guest as users hand it over: a VM folder with its
-// .vmx naming the snapshot delta, and an OVA (OVF + SHA256 manifest + streamOptimized disk) read
-// in place over HTTP. Both must boot under libvirtd with the source VM's MAC and sizing in the
-// domain; the OVA must be read about once (no extraction, no re-read).
-func TestMigrateVMXAndOVA(t *testing.T) {
+// TestMigrateOVA migrates the debian-bios guest as an exported OVA (OVF + SHA256 manifest +
+// streamOptimized disk) read in place over HTTP. It must boot under libvirtd with the OVF's MAC
+// and sizing in the domain, and the OVA must be read about once (no extraction, no re-read). A
+// VM folder with its .vmx is TestMigrateMultiDisk's source.
+func TestMigrateOVA(t *testing.T) {
 	needIntegration(t)
 	needTool(t, "virsh", "virt-xml-validate", "qemu-img")
 	g := migrateGuest(t)
 	const mac = "00:50:56:a1:b2:01" // the MAC the guest's .link file pins: kept, it needs no change
-
-	t.Run("vmx", func(t *testing.T) {
-		dir := t.TempDir()
-		for _, f := range g.Chain {
-			if err := os.Symlink(f, filepath.Join(dir, filepath.Base(f))); err != nil {
-				t.Fatal(err)
-			}
-		}
-		vmx := filepath.Join(dir, "web01.vmx")
-		writeFile(t, vmx, strings.Join([]string{
-			`.encoding = "UTF-8"`, `displayName = "web01"`, `memSize = "1536"`, `numvcpus = "2"`,
-			`scsi0.present = "TRUE"`, `scsi0.virtualDev = "pvscsi"`,
-			`scsi0:0.present = "TRUE"`, `scsi0:0.deviceType = "scsi-hardDisk"`,
-			`scsi0:0.fileName = "` + filepath.Base(g.Top) + `"`,
-			`ethernet0.present = "TRUE"`, `ethernet0.virtualDev = "vmxnet3"`,
-			`ethernet0.addressType = "static"`, `ethernet0.address = "` + mac + `"`,
-		}, "\n")+"\n")
-		out := filepath.Join(t.TempDir(), "out")
-		m := runMigrate(t, migrateEnv(), migrateTimeout, vmx, "--output", out, "--boot-test")
-		if m.code != 0 {
-			t.Fatalf("migrate exited %d after %v\n%s", m.code, m.elapsed.Round(time.Second), tail(m.stderr.String(), 6000))
-		}
-		j := readReport(t, out)
-		checkBooted(t, out, j.Name, mac, "1536", "2")
-		if j.Boot == nil || !j.Boot.Evidence.OK() {
-			t.Errorf("boot evidence: %+v", j.Boot)
-		}
-		t.Logf("vmx: migrate with boot test %v", m.elapsed.Round(time.Second))
-	})
 
 	t.Run("ova over http", func(t *testing.T) {
 		dir := t.TempDir()

@@ -17,6 +17,8 @@ import (
 // file) as scsi0:1. Both disks are exported, inspected and fixed in one appliance (sda, sdb),
 // converted to NAME-disk0.qcow2 and NAME-disk1.qcow2, named in order in the domain as virtio
 // disks, and the guest boots with both. The data disk comes out byte for byte as it went in.
+// It is also the test of a VM folder: the .vmx names the chain's snapshot delta, and its MAC,
+// memSize and numvcpus must be in the domain.
 func TestMigrateMultiDisk(t *testing.T) {
 	needIntegration(t)
 	needTool(t, "virsh", "virt-xml-validate", "qemu-img", "guestfish")
@@ -39,7 +41,7 @@ func TestMigrateMultiDisk(t *testing.T) {
 
 	vmx := filepath.Join(dir, "db01.vmx")
 	writeFile(t, vmx, strings.Join([]string{
-		`.encoding = "UTF-8"`, `displayName = "db01"`, `memSize = "1024"`, `numvcpus = "1"`,
+		`.encoding = "UTF-8"`, `displayName = "db01"`, `memSize = "1536"`, `numvcpus = "2"`,
 		`scsi0.present = "TRUE"`, `scsi0.virtualDev = "pvscsi"`,
 		`scsi0:0.present = "TRUE"`, `scsi0:0.deviceType = "scsi-hardDisk"`,
 		`scsi0:0.fileName = "` + filepath.Base(g.Top) + `"`,
@@ -121,6 +123,7 @@ func TestMigrateMultiDisk(t *testing.T) {
 	if strings.Count(xs, `bus="virtio"`) != 2 || !strings.Contains(xs, `<target dev="vda" bus="virtio">`) || !strings.Contains(xs, `<target dev="vdb" bus="virtio">`) {
 		t.Errorf("domain XML: want vda and vdb on virtio:\n%s", xs)
 	}
+	checkBooted(t, out, "db01", "00:50:56:a1:b2:01", "1536", "2") // the VMX's MAC and sizing
 	if j.Boot == nil || !j.Boot.Evidence.OK() {
 		t.Errorf("boot evidence: %+v", j.Boot)
 	}
