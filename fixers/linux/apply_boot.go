@@ -85,7 +85,17 @@ func (a *applier) initramfs() error {
 			err = a.write(ir.Config, text, 0o644)
 		}
 	case "dracut":
-		err = a.write(ir.Config, conf.DracutAddDrivers(mods, why), 0o644)
+		drop := map[string]bool{}
+		for _, m := range VirtioModules {
+			drop[m] = true
+		}
+		for _, file := range ir.OmitFiles {
+			if err = a.edit(file, func(old string) (string, bool) { return conf.DracutUnomit(old, drop, "h2kvm: virtio needed on KVM") }); err != nil {
+				return err
+			}
+		}
+		drivers, modules := a.p.dracutWants()
+		err = a.write(ir.Config, conf.DracutAddDrivers(drivers, modules, why), 0o644)
 	case "mkinitcpio":
 		err = a.edit(ir.Config, func(old string) (string, bool) { return conf.AddMkinitcpioModules(old, mods) })
 	default:
@@ -128,8 +138,11 @@ func (a *applier) initramfs() error {
 		case "dracut":
 			if img == "" {
 				img = "/boot/initramfs-" + k.Version + ".img"
+				if a.f.OS.PackageFormat == "deb" {
+					img = "/boot/initrd.img-" + k.Version
+				}
 			}
-			argv = []string{"dracut", "-f", img, k.Version}
+			argv = []string{"dracut", "-f", "--kver", k.Version, img}
 		case "mkinitcpio":
 			argv = []string{"mkinitcpio", "-P"}
 			doneAll = true

@@ -189,11 +189,14 @@ var skipMountTypes = map[string]bool{"swap": true, "none": true, "proc": true, "
 	"securityfs": true, "debugfs": true, "cgroup": true, "cgroup2": true, "efivarfs": true}
 
 // mountOptions returns the options to pass for an fstab entry: its btrfs subvolume if any,
-// plus ro.
+// plus ro, or noatime when read-write (reading a file must not write its inode: a second,
+// idempotent Apply writes nothing to the overlay).
 func mountOptions(fstabOpts string, rw bool) string {
 	var o []string
 	if !rw {
 		o = append(o, "ro")
+	} else {
+		o = append(o, "noatime")
 	}
 	for _, opt := range strings.Split(fstabOpts, ",") {
 		if strings.HasPrefix(opt, "subvol=") || strings.HasPrefix(opt, "subvolid=") {

@@ -37,7 +37,12 @@
 //
 // Caveats: only GRUB 2 is fixed (other boot loaders get a warning); several NICs whose names
 // are pinned to VMware MACs can only keep their names if the domain keeps the MACs; the netplan
-// editor is line based (see package conf). The Debian BIOS path is tested end to end (fix, boot,
-// SSH); the dracut, mkinitcpio, rpm, netplan, NetworkManager and ifcfg paths are tested at the
-// text level only.
+// editor is line based (see package conf). dracut images are rebuilt inside the appliance: a
+// host-only configuration (hostonly="yes") would only pick the appliance's hardware, so the
+// virtio drivers (and dm_mod plus the lvm dracut module for a root on LVM) are named in
+// DracutConfig, and omit_drivers entries that exclude virtio are removed. The test guests of
+// tools/guestbuild are fixed and booted end to end (SSH): Debian BIOS with initramfs-tools and
+// ifupdown, Debian UEFI with netplan, Debian BIOS on LVM with host-only dracut and
+// systemd-networkd; the mkinitcpio, rpm, NetworkManager and ifcfg paths are tested at the text
+// level only.
 package linux

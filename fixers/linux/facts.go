@@ -25,7 +25,10 @@ type Facts struct {
 	SELinux   string      `json:"selinux,omitempty"` // enforcing, permissive, disabled, or ""
 	CloudInit bool        `json:"cloud_init"`
 	LVM       bool        `json:"lvm"`
-	Findings  []Finding   `json:"findings"`
+	// RootLVM: the root filesystem is a logical volume (its initramfs needs device-mapper and
+	// LVM; /dev/mapper and /dev/VG/LV names are stable across hypervisors).
+	RootLVM  bool      `json:"root_lvm,omitempty"`
+	Findings []Finding `json:"findings"`
 	// Timings are the seconds each inspection step took (inspect_os, devices, mount, kernels,
 	// initramfs, ...), for tuning; under TCG the appliance is slow.
 	Timings map[string]float64 `json:"timings,omitempty"`
@@ -160,6 +163,16 @@ type Initramfs struct {
 	// Resume is initramfs-tools' RESUME= setting and the file holding it.
 	Resume     string `json:"resume,omitempty"`
 	ResumeFile string `json:"resume_file,omitempty"`
+	// HostOnly: dracut's hostonly="yes" (HostOnlyFile sets it last). A host-only image only
+	// holds the drivers of the machine that builds it, so virtio must be asked for by name.
+	HostOnly     bool   `json:"host_only,omitempty"`
+	HostOnlyFile string `json:"host_only_file,omitempty"`
+	// OmittedVirtio are the virtio drivers dracut's omit_drivers keeps out of every image (even
+	// out of add_drivers); OmitFiles are the configuration files that omit them.
+	OmittedVirtio []string `json:"omitted_virtio,omitempty"`
+	OmitFiles     []string `json:"omit_files,omitempty"`
+	// DracutModules are the dracut modules the configuration adds (add_dracutmodules).
+	DracutModules []string `json:"dracut_modules,omitempty"`
 }
 
 // Bootloader describes the boot loader.
@@ -264,3 +277,12 @@ type Finding struct {
 
 // unstable wraps conf.Unstable for the facts' own use.
 func unstable(spec string) (bool, string) { return conf.Unstable(spec) }
+
+// label names the interface for messages: its name, or "a NIC" when the configuration matches
+// by other facts (a MAC, a driver) only.
+func (i Interface) label() string {
+	if i.Name == "" {
+		return "a NIC"
+	}
+	return i.Name
+}

@@ -19,8 +19,22 @@ func addFindings(f *Facts) {
 		}
 		f.finding("unstable-device-name", sev, fmt.Sprintf("%s line %d: %s (%s) %s", e.File, e.Line+1, e.Spec, e.MountPoint, e.Reason))
 	}
-	if f.Boot.DisableLinuxUUID {
+	switch {
+	case f.Boot.DisableLinuxUUID && f.RootLVM:
+		f.finding("grub-disable-uuid", SeverityInfo, "/etc/default/grub sets GRUB_DISABLE_LINUX_UUID=true; harmless: the root is a logical volume, which grub-mkconfig names by /dev/mapper")
+	case f.Boot.DisableLinuxUUID:
 		f.finding("grub-disable-uuid", SeverityBreaks, "/etc/default/grub sets GRUB_DISABLE_LINUX_UUID=true: grub-mkconfig writes root=/dev/sdX")
+	}
+	if f.RootLVM {
+		f.finding("root-on-lvm", SeverityInfo, fmt.Sprintf("the root filesystem is the logical volume %s: the initramfs needs device-mapper and LVM", f.OS.Root))
+	}
+	if ir := f.Initramfs; ir.Generator == "dracut" {
+		if ir.HostOnly {
+			f.finding("initramfs-host-only", SeverityWarn, fmt.Sprintf("dracut is host-only (%s): a rebuilt image holds only the drivers of the machine that builds it, so virtio must be added by name", ir.HostOnlyFile))
+		}
+		if len(ir.OmittedVirtio) > 0 {
+			f.finding("initramfs-omits-virtio", SeverityBreaks, fmt.Sprintf("%s omit %s: dracut keeps them out of every image, even when asked for", strings.Join(ir.OmitFiles, ", "), strings.Join(ir.OmittedVirtio, " ")))
+		}
 	}
 	for _, e := range f.Boot.Entries {
 		if u, reason := unstable(e.Root); u {
@@ -62,10 +76,10 @@ func addFindings(f *Facts) {
 	}
 	for _, i := range f.Network.Interfaces {
 		if i.MAC != "" {
-			f.finding("nic-config-mac", SeverityBreaks, fmt.Sprintf("%s configures %s for MAC %s only", i.File, i.Name, i.MAC))
+			f.finding("nic-config-mac", SeverityBreaks, fmt.Sprintf("%s configures %s for MAC %s only", i.File, i.label(), i.MAC))
 		}
 		if i.Method == "static" {
-			f.finding("static-ip", SeverityInfo, fmt.Sprintf("%s: %s has a static address %s (kept)", i.File, i.Name, strings.Join(i.Addresses, ", ")))
+			f.finding("static-ip", SeverityInfo, fmt.Sprintf("%s: %s has a static address %s (kept)", i.File, i.label(), strings.Join(i.Addresses, ", ")))
 		}
 	}
 	for _, m := range f.Network.VMwareModules {

@@ -58,6 +58,9 @@ func Inspect(ctx context.Context, g *guestfs.Guestfs) (*Facts, error) {
 	if err := osFacts(g, root, &f.OS); err != nil {
 		return nil, err
 	}
+	if fs, ok := f.filesystem(root); ok {
+		f.RootLVM = fs.LV
+	}
 	if f.OS.Type != "linux" {
 		f.finding("not-linux", SeverityBreaks, fmt.Sprintf("the operating system on %s is %q, not Linux", root, f.OS.Type))
 		return f, nil

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/h2kvm/h2kvm/fixers/linux/conf"
@@ -84,12 +85,8 @@ func inspectInitramfs(x guest, f *Facts) error {
 		}
 	case x.hasCommand("dracut") != "":
 		ir.Generator = "dracut"
-		ir.Config = "/etc/dracut.conf.d/90-h2kvm-virtio.conf"
-		for _, c := range append([]string{"/etc/dracut.conf"}, x.glob("/etc/dracut.conf.d/*.conf")...) {
-			if t, found, _ := x.readFile(c); found {
-				ir.Modules = append(ir.Modules, conf.DracutDrivers(t)...)
-			}
-		}
+		ir.Config = DracutConfig
+		inspectDracut(x, ir)
 	case x.hasCommand("mkinitcpio") != "":
 		ir.Generator = "mkinitcpio"
 		ir.Config = "/etc/mkinitcpio.conf"
@@ -113,6 +110,62 @@ func inspectInitramfs(x guest, f *Facts) error {
 		}
 	}
 	return nil
+}
+
+// DracutConfig is the dracut.conf.d file h2kvm writes to add the virtio drivers.
+const DracutConfig = "/etc/dracut.conf.d/90-h2kvm-virtio.conf"
+
+// inspectDracut reads dracut's configuration the way dracut sources it: /etc/dracut.conf, then
+// the *.conf files of /usr/lib/dracut/dracut.conf.d and /etc/dracut.conf.d in the order of
+// their names (an /etc file shadows a /usr/lib file of the same name).
+func inspectDracut(x guest, ir *Initramfs) {
+	byName := map[string]string{}
+	for _, dir := range []string{"/usr/lib/dracut/dracut.conf.d", "/etc/dracut.conf.d"} {
+		for _, c := range x.glob(dir + "/*.conf") {
+			byName[path.Base(c)] = c
+		}
+	}
+	files := []string{"/etc/dracut.conf"}
+	for _, n := range sortedKeys(mapOf(byName)) {
+		files = append(files, byName[n])
+	}
+	omitted := map[string]bool{}
+	for _, c := range files {
+		t, found, _ := x.readFile(c)
+		if !found {
+			continue
+		}
+		s := conf.ParseDracutConf(t)
+		ir.Modules = append(ir.Modules, s.AddDrivers...)
+		ir.DracutModules = append(ir.DracutModules, s.AddModules...)
+		if s.HostOnlySet {
+			ir.HostOnly, ir.HostOnlyFile = s.HostOnly, c
+		}
+		inFile := false
+		for _, d := range s.OmitDrivers {
+			if slices.Contains(VirtioModules, d) {
+				inFile = true
+				if !omitted[d] {
+					omitted[d] = true
+					ir.OmittedVirtio = append(ir.OmittedVirtio, d)
+				}
+			}
+		}
+		if inFile {
+			ir.OmitFiles = append(ir.OmitFiles, c)
+		}
+	}
+	if !ir.HostOnly {
+		ir.HostOnlyFile = ""
+	}
+}
+
+func mapOf(m map[string]string) map[string]bool {
+	out := make(map[string]bool, len(m))
+	for k := range m {
+		out[k] = true
+	}
+	return out
 }
 
 // listInitramfs returns the kernel modules an initramfs image holds. It prefers the host's

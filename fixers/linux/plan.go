@@ -3,6 +3,7 @@ package linux
 import (
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -214,7 +215,7 @@ func planNetwork(p *FixPlan) {
 	for _, i := range f.Network.Interfaces {
 		if i.MAC != "" && !keep(i.MAC) || conf.VMwareNICDrivers[i.Driver] {
 			files[i.File] = true
-			why = append(why, fmt.Sprintf("%s configures %s by %s", i.File, i.Name, matchDesc(i.MAC, i.Driver, "")))
+			why = append(why, fmt.Sprintf("%s configures %s by %s", i.File, i.label(), matchDesc(i.MAC, i.Driver, "")))
 		}
 	}
 	// A predictable name (ens192) that nothing pins will not be the KVM NIC's name: pin it to
@@ -305,6 +306,18 @@ func (p *FixPlan) initramfsModules() []string {
 	return out
 }
 
+// dracutWants returns what h2kvm's dracut.conf.d file lists: the virtio drivers that are
+// modules, plus dm_mod and the lvm dracut module when the root is a logical volume (a
+// host-only image rebuilt elsewhere would not know that it needs them).
+func (p *FixPlan) dracutWants() (drivers, modules []string) {
+	drivers = p.initramfsModules()
+	if p.Facts.RootLVM {
+		drivers = append(drivers, "dm_mod")
+		modules = []string{"lvm"}
+	}
+	return drivers, modules
+}
+
 func planInitramfs(p *FixPlan, needGen bool) {
 	f := p.Facts
 	ir := f.Initramfs
@@ -323,6 +336,23 @@ func planInitramfs(p *FixPlan, needGen bool) {
 	}
 	files := []string{}
 	var why []string
+	if ir.Generator == "dracut" {
+		drivers, modules := p.dracutWants()
+		for _, m := range drivers {
+			if !have[m] && !slices.Contains(missing, m) {
+				missing = append(missing, m)
+			}
+		}
+		for _, m := range modules {
+			if !slices.Contains(ir.DracutModules, m) {
+				missing = append(missing, "dracut module "+m)
+			}
+		}
+		if len(ir.OmittedVirtio) > 0 {
+			files = append(files, ir.OmitFiles...)
+			why = append(why, fmt.Sprintf("%s omit %s", strings.Join(ir.OmitFiles, ", "), strings.Join(ir.OmittedVirtio, " ")))
+		}
+	}
 	if len(missing) > 0 {
 		files = append(files, ir.Config)
 		why = append(why, ir.Config+" lacks "+strings.Join(missing, " "))
@@ -364,7 +394,7 @@ func planBoot(p *FixPlan) {
 	var why []string
 	if b.DefaultFile != "" {
 		var r []string
-		if b.DisableLinuxUUID {
+		if b.DisableLinuxUUID && !f.RootLVM {
 			r = append(r, "GRUB_DISABLE_LINUX_UUID=true makes grub-mkconfig write root=/dev/sdX")
 		}
 		for _, v := range []string{b.CmdlineLinux, b.CmdlineDefault} {

@@ -152,27 +152,6 @@ func AddMkinitcpioModules(text string, add []string) (string, bool) {
 	return text[:l[2]] + inner + text[l[3]:], true
 }
 
-// DracutAddDrivers returns a dracut.conf.d snippet that forces drivers into every initramfs.
-func DracutAddDrivers(drivers []string, comment string) string {
-	return "# " + comment + "\nadd_drivers+=\" " + strings.Join(drivers, " ") + " \"\n"
-}
-
-// DracutDrivers returns the drivers a dracut configuration file adds with add_drivers+= or
-// force_drivers+=.
-func DracutDrivers(text string) []string {
-	var out []string
-	for _, line := range strings.Split(text, "\n") {
-		k, v, ok := parseAssignment(strings.Replace(line, "+=", "=", 1))
-		if !ok || (k != "add_drivers" && k != "force_drivers") {
-			continue
-		}
-		for _, w := range strings.Fields(v) {
-			out = append(out, ModuleName(w))
-		}
-	}
-	return out
-}
-
 // DpkgInstalled returns those of names that a dpkg status file (/var/lib/dpkg/status) lists
 // with Status "install ok installed" (or another want with state installed), in the order of
 // names.

@@ -233,7 +233,7 @@ func TestModules(t *testing.T) {
 	if _, ch := AddMkinitcpioModules(out, []string{"virtio_blk"}); ch {
 		t.Error("mkinitcpio not idempotent")
 	}
-	d := DracutAddDrivers([]string{"virtio_blk", "virtio_pci"}, "h2kvm")
+	d := DracutAddDrivers([]string{"virtio_blk", "virtio_pci"}, nil, "h2kvm")
 	if got := DracutDrivers(d); !reflect.DeepEqual(got, []string{"virtio_blk", "virtio_pci"}) {
 		t.Errorf("dracut round trip: %v from %q", got, d)
 	}

@@ -18,6 +18,14 @@
 // the race finds the winner's entry. Entries are read-only by convention: boot or fix them
 // through snapshot=on or an overlay, never in place. Old entries are not pruned.
 //
+// Recipes: debian-bios (MBR, initramfs-tools MODULES=list, ifupdown, a .link file pinning the
+// NIC name to the VMware MAC), debian-uefi (GPT + ESP, netplan matching the MAC) and debian-lvm
+// (MBR, /boot on sda1, root and swap LVs in VG vgsys named by /dev/mapper in fstab, dracut
+// host-only with omit_drivers for virtio, generated inside the appliance and checked with
+// lsinitrd there; systemd-networkd matching the MAC). debootstrap follows only the first
+// alternative of a dependency, so debian-lvm installs dracut and then the kernel with apt
+// after debootstrap (INITRD=No, the real image is built in the appliance).
+//
 // Builds need root (debootstrap, chroot, mount), network access to the Debian mirror and
 // several minutes under TCG; tests build once and reuse the entry.
 package guests

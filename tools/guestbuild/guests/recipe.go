@@ -62,6 +62,8 @@ type Facts struct {
 	KernelCmdline string `json:"kernel_cmdline"`
 	// ApplianceRoot is the root filesystem's device as libguestfs names it.
 	ApplianceRoot string `json:"appliance_root"`
+	// RootLVM is "VG/LV" when the root filesystem is a logical volume.
+	RootLVM string `json:"root_lvm,omitempty"`
 	// MAC is the VMware NIC's address; Interface is the name the guest pins to it.
 	MAC       string `json:"mac"`
 	Interface string `json:"interface"`
@@ -69,10 +71,13 @@ type Facts struct {
 	NetworkConfig string `json:"network_config"`
 	LinkFile      string `json:"link_file,omitempty"`
 	// Initramfs names the generator; InitramfsModules is its explicit module list (no virtio).
-	Initramfs        string   `json:"initramfs"`
-	InitramfsModules []string `json:"initramfs_modules"`
-	Hostname         string   `json:"hostname"`
-	RootPassword     string   `json:"root_password"`
+	// InitramfsHostOnly says the generator only packs what the build host needed (dracut's
+	// hostonly="yes"), so a fixer cannot rely on it picking up new hardware by itself.
+	Initramfs         string   `json:"initramfs"`
+	InitramfsModules  []string `json:"initramfs_modules"`
+	InitramfsHostOnly bool     `json:"initramfs_host_only,omitempty"`
+	Hostname          string   `json:"hostname"`
+	RootPassword      string   `json:"root_password"`
 	// KernelVersions are the kernels installed in /boot, read from the built root.
 	KernelVersions []string `json:"kernel_versions"`
 	// MarkerPath holds Marker in the top link of the chain only; MOTD likewise replaces
@@ -145,6 +150,41 @@ var recipes = []Recipe{
 			MarkerPath:       "/etc/h2kvm-snapshot",
 			Marker:           "snapshot-000001 of debian-uefi",
 			MOTD:             "h2kvm test guest debian-uefi (snapshot 000001)",
+		},
+	},
+	{
+		Name: "debian-lvm",
+		// dracut and the kernel are installed after debootstrap (see scripts/debian-lvm.sh).
+		Packages: []string{"linux-image-amd64", "grub-pc", "dracut", "lvm2", "openssh-server",
+			"open-vm-tools", "systemd-sysv", "udev", "kmod"},
+		Release:      "bookworm",
+		Firmware:     BIOS,
+		DiskMiB:      3584,
+		SwapMiB:      512,
+		MAC:          "00:50:56:a1:b2:05",
+		Hostname:     "h2kvm-debian-lvm",
+		RootPassword: "h2kvm",
+		Script:       "scripts/debian-lvm.sh",
+		Expect: Facts{
+			RootFstab:     "/dev/mapper/vgsys-root",
+			SwapFstab:     "/dev/mapper/vgsys-swap",
+			BootMount:     "/boot",
+			BootFstab:     "/dev/sda1",
+			KernelRoot:    "/dev/mapper/vgsys-root",
+			KernelCmdline: "console=tty0 console=ttyS0,115200n8",
+			ApplianceRoot: "/dev/vgsys/root",
+			RootLVM:       "vgsys/root",
+			MAC:           "00:50:56:a1:b2:05",
+			// No name is pinned: the .network file matches the MAC, the kernel names the NIC.
+			NetworkConfig:     "networkd:/etc/systemd/network/10-vmware.network",
+			Initramfs:         "dracut",
+			InitramfsHostOnly: true,
+			InitramfsModules:  []string{"vmw_pvscsi", "mptspi", "mptsas", "sd_mod", "ata_piix", "ahci", "dm_mod", "ext4"},
+			Hostname:          "h2kvm-debian-lvm",
+			RootPassword:      "h2kvm",
+			MarkerPath:        "/etc/h2kvm-snapshot",
+			Marker:            "snapshot-000001 of debian-lvm",
+			MOTD:              "h2kvm test guest debian-lvm (snapshot 000001)",
 		},
 	},
 }
