@@ -40,6 +40,18 @@ type BootTestOptions struct {
 	WorkDir string
 	// Timeout bounds the wait for a login prompt and an SSH banner (default 5 min).
 	Timeout time.Duration
+	// FailOn are console texts that prove the boot failed; the test stops as soon as one
+	// appears instead of waiting out Timeout. Nil means BootFailures.
+	FailOn []string
+}
+
+// BootFailures are the console texts of a guest that cannot boot: an initramfs that gave up on
+// its root device (initramfs-tools, dracut), a kernel panic, systemd's emergency shell.
+var BootFailures = []string{
+	"Gave up waiting for root file system device",
+	"Kernel panic - not syncing",
+	"Entering emergency mode",
+	"You are in emergency mode",
 }
 
 // BootTestResult is the boot test's evidence, for the report.
@@ -115,7 +127,16 @@ func BootTest(ctx context.Context, opt BootTestOptions) (BootTestResult, error) 
 	}
 	wctx, cancel := context.WithTimeout(ctx, opt.Timeout)
 	defer cancel()
+	failOn := opt.FailOn
+	if failOn == nil {
+		failOn = BootFailures
+	}
 	res.Evidence = bootproof.Wait(wctx, serial, port, func() string {
+		for _, s := range failOn {
+			if bootproof.FileHas(serial, s) {
+				return fmt.Sprintf("console shows %q", s)
+			}
+		}
 		state, err := virsh(ctx, "domstate", vm.Name)
 		if err != nil {
 			return "libvirt: " + err.Error()
