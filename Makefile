@@ -44,9 +44,11 @@ test-short: deps fmt-check vet
 # boot it under libvirtd.
 demo: build
 	bash tools/demo.sh
-# Benchmarks: h2kvm side by side with nbdkit, qemu-nbd, qemu-img, printed as ratios.
+# Benchmarks: h2kvm side by side with nbdkit, qemu-nbd, qemu-img, printed as ratios, then whole
+# migrations of the cached test guests against a naive pipeline and virt-v2v (slow: TCG).
+# BENCH=io or BENCH=migrate runs one part only (default: all), e.g. make bench BENCH=migrate.
 bench: build
-	bash tools/bench.sh
+	BENCH='$(BENCH)' bash tools/bench.sh
 
 clean:
 	rm -rf bin

@@ -9,6 +9,13 @@
 #   H2KVM_BENCH_DIR    work folder; images are made once per size and reused
 #                      (default /var/tmp/h2kvm-bench/SIZE)
 #   H2KVM_BENCH_BIN    the h2kvm binary to measure (default bin/h2kvm), e.g. an older build
+#   BENCH              what to run: all (default), io (sections 1-6), migrate (section 7 only);
+#                      `make bench BENCH=migrate`
+#   H2KVM_BENCH_GUESTS section 7's test guests, comma separated (default: every guest cached in
+#                      /var/cache/h2kvm-test; none is built unless H2KVM_BENCH_BUILD=1)
+#   H2KVM_BENCH_MIGRATE_TOOLS  section 7's subjects (default h2kvm,naive,v2v);
+#                      H2KVM_BENCH_BOOT=0 skips its boot checks; H2KVM_BENCH_CACHE_LIMIT is
+#                      passed to h2kvm migrate --cache-limit
 #
 # Every row shows the best wall time of RUNS runs and, where a server is measured, the least
 # CPU time that server spent (user+system, all threads) in one run: on a shared, loaded
@@ -33,6 +40,13 @@
 #  5. Peak local disk (blocks, du) of the state directory during the remote read with the
 #     default --cache-limit, divided by the virtual size.
 #  6. FUSE vs NBD on one export: dd bs=1M from MOUNT/flat/disk.raw vs nbdcopy.
+#  7. Migration of the cached test guests (tools/benchmigrate, see its doc.go), one after
+#     another on this machine: `h2kvm migrate` of the chain top served by tools/benchhttp vs a
+#     naive pipeline (curl the whole chain, qemu-img convert -O qcow2, fix the copy with
+#     virt-customize, or guestfish when virt-customize cannot mount the guest) vs `virt-v2v -i
+#     disk … -o local -of qcow2`; each output booted under TCG (integration/bootcheck: login
+#     prompt, SSH banner). Prints a table per guest and writes results.json into its folder
+#     (H2KVM_BENCH_DIR/migrate, default /var/tmp/h2kvm-bench/migrate). Minutes per guest.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,8 +55,14 @@ SIZE=${H2KVM_BENCH_SIZE:-2G}
 RUNS=${H2KVM_BENCH_RUNS:-3}
 W=${H2KVM_BENCH_DIR:-/var/tmp/h2kvm-bench/$SIZE}
 TCK=$(getconf CLK_TCK)
+BENCH=${BENCH:-all}
+case $BENCH in
+all | io | migrate) ;;
+*) echo "bench: BENCH=$BENCH: want all, io or migrate" >&2; exit 1 ;;
+esac
 
 for t in qemu-img qemu-io qemu-nbd nbdkit nbdcopy fusermount3 bc curl go; do
+  [ "$BENCH" = migrate ] && break
   command -v "$t" >/dev/null || { echo "bench: $t is not installed (tools/install-deps.sh)" >&2; exit 1; }
 done
 [ -x "$BIN" ] || { echo "bench: $BIN missing: go build -o bin/h2kvm ./cmd/h2kvm" >&2; exit 1; }
@@ -126,6 +146,22 @@ start_nbdkit() { # start_nbdkit SOCK ARGS...
   wait_sock "$sock"
 }
 uri() { echo "nbd+unix:///$2?socket=$1"; }
+
+# --- 7. migration (run last, or alone with BENCH=migrate) -----------------------------------
+bench_migrate() {
+  local mw=${H2KVM_BENCH_DIR:-/var/tmp/h2kvm-bench}/migrate none=()
+  say
+  say "== 7. migration of the cached test guests: h2kvm vs curl+convert+fix vs virt-v2v   [load $(load)]"
+  # In a full run, no cached guest means nothing to measure; asked for alone, it is an error.
+  [ "$BENCH" = all ] && none=(-none-ok)
+  mkdir -p "$mw"
+  (cd "$top" && go build -o "$mw/benchmigrate" ./tools/benchmigrate && go build -o "$mw/benchhttp" ./tools/benchhttp)
+  "$mw/benchmigrate" -bin "$BIN" -benchhttp "$mw/benchhttp" -out "$mw" "${none[@]}"
+}
+if [ "$BENCH" = migrate ]; then
+  bench_migrate
+  exit 0
+fi
 
 # --- images (made once per size) -------------------------------------------------------------
 if [ ! -f flat.vmdk ]; then
@@ -351,3 +387,5 @@ say
 say "== Summary (SIZE=$SIZE, best of $RUNS; load average now $(load) on $(nproc) cores)"
 printf '%-44s|%-26s|%-26s|%-8s|%-8s|%s\n' "measure" "h2kvm" "peer" "ratio" "target" "met"
 for l in "${rows[@]}"; do say "$l"; done
+
+if [ "$BENCH" = all ]; then bench_migrate; fi
