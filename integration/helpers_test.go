@@ -12,7 +12,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/h2kvm/h2kvm/internal/testenv"
 	"io"
 	"net"
 	"net/http"
@@ -24,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/h2kvm/h2kvm/internal/testenv"
 )
 
 var (

@@ -10,7 +10,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/h2kvm/h2kvm/internal/testenv"
 	"io"
 	"os"
 	"os/exec"
@@ -21,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"github.com/h2kvm/h2kvm/pipeline/migrate"
 	"github.com/h2kvm/h2kvm/tools/guestbuild/guests"
 	"github.com/h2kvm/h2kvm/vfs/source"

@@ -2,13 +2,13 @@ package nbdserve
 
 import (
 	"context"
-	"github.com/h2kvm/h2kvm/internal/testenv"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"github.com/h2kvm/h2kvm/vfs"
 )
 

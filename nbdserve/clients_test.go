@@ -5,12 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/h2kvm/h2kvm/internal/testenv"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"github.com/h2kvm/h2kvm/vfs"
 )
 

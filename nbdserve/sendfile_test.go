@@ -3,7 +3,6 @@ package nbdserve
 import (
 	"bytes"
 	"context"
-	"github.com/h2kvm/h2kvm/internal/testenv"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"github.com/h2kvm/h2kvm/vfs"
 )
 

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/h2kvm/h2kvm/internal/testenv"
 	"io"
 	"log/slog"
 	"net"
@@ -19,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/h2kvm/h2kvm/internal/testenv"
 )
 
 // needTool: testenv.NeedTool (skip, or fail under H2KVM_REQUIRE_TOOLS).

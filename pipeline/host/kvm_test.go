@@ -2,11 +2,12 @@ package host
 
 import (
 	"context"
-	"github.com/h2kvm/h2kvm/internal/testenv"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/h2kvm/h2kvm/internal/testenv"
 )
 
 // TestProbeBootTCG boots the host kernel under TCG, which works everywhere QEMU does: the probe

@@ -3,11 +3,12 @@ package host
 import (
 	"context"
 	"encoding/json"
-	"github.com/h2kvm/h2kvm/internal/testenv"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/h2kvm/h2kvm/internal/testenv"
 )
 
 func TestTools(t *testing.T) {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/h2kvm/h2kvm/pipeline/migrate"
 )
 
 // H2KVMResult is the measure of one `h2kvm migrate`.
@@ -39,24 +41,9 @@ type H2KVMResult struct {
 	Boot              *BootResult `json:"boot,omitempty"`
 }
 
-// report is the part of report.json read here (pipeline/migrate.Job).
-type report struct {
-	Stages map[string]struct {
-		Status  string  `json:"status"`
-		Seconds float64 `json:"seconds"`
-		Error   string  `json:"error"`
-	} `json:"stages"`
-	Outputs          []string `json:"outputs"`
-	VirtualBytes     int64    `json:"virtual_bytes"`
-	AllocatedBytes   int64    `json:"allocated_bytes"`
-	FetchedBytes     int64    `json:"fetched_bytes"`
-	OverlayBytes     int64    `json:"overlay_bytes"`
-	OutputBytes      int64    `json:"output_bytes"`
-	PeakStagingBytes int64    `json:"peak_staging_bytes"`
-}
-
-func readReport(path string) (report, error) {
-	var r report
+// readReport reads the job record h2kvm migrate writes as report.json.
+func readReport(path string) (migrate.Job, error) {
+	var r migrate.Job
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return r, fmt.Errorf("benchmigrate: %w", err)
@@ -91,7 +78,7 @@ func (b *bench) runH2KVM(ctx context.Context, g *GuestResult, srv *httpServer, t
 	if rerr == nil {
 		res.StageSeconds = map[string]float64{}
 		for s, r := range rep.Stages {
-			res.StageSeconds[s] = r.Seconds
+			res.StageSeconds[string(s)] = r.Seconds
 			if r.Status == "failed" && err == nil {
 				err = fmt.Errorf("stage %s failed: %s", s, r.Error)
 			}

@@ -3,12 +3,12 @@ package fusefs
 import (
 	"context"
 	"fmt"
-	"github.com/h2kvm/h2kvm/internal/testenv"
 	"io"
 	"os/exec"
 	"strings"
 	"testing"
 
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"github.com/h2kvm/h2kvm/vfs"
 )
 

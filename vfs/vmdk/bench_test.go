@@ -3,7 +3,6 @@ package vmdk
 import (
 	"context"
 	"fmt"
-	"github.com/h2kvm/h2kvm/internal/testenv"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"github.com/h2kvm/h2kvm/vfs"
 )
 

@@ -3,12 +3,12 @@ package vmdk
 import (
 	"context"
 	"encoding/json"
-	"github.com/h2kvm/h2kvm/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"github.com/h2kvm/h2kvm/vfs"
 )
 

@@ -6,13 +6,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"github.com/h2kvm/h2kvm/internal/testenv"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/h2kvm/h2kvm/internal/testenv"
 	"github.com/h2kvm/h2kvm/vfs"
 )
 
