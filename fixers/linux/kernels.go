@@ -2,6 +2,7 @@ package linux
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
@@ -126,7 +127,7 @@ func inspectDracut(x guest, ir *Initramfs) {
 		}
 	}
 	files := []string{"/etc/dracut.conf"}
-	for _, n := range sortedKeys(mapOf(byName)) {
+	for _, n := range slices.Sorted(maps.Keys(byName)) {
 		files = append(files, byName[n])
 	}
 	omitted := map[string]bool{}
@@ -158,14 +159,6 @@ func inspectDracut(x guest, ir *Initramfs) {
 	if !ir.HostOnly {
 		ir.HostOnlyFile = ""
 	}
-}
-
-func mapOf(m map[string]string) map[string]bool {
-	out := make(map[string]bool, len(m))
-	for k := range m {
-		out[k] = true
-	}
-	return out
 }
 
 // listInitramfs returns the kernel modules an initramfs image holds. It prefers the host's
