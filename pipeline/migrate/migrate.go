@@ -576,7 +576,7 @@ func (r *runner) sampleStaging() (stop func()) {
 	go func() {
 		defer wg.Done()
 		for {
-			if n := diskUse(filepath.Join(r.state, "state")); n > r.peak.Load() {
+			if n := DiskUse(filepath.Join(r.state, "state")); n > r.peak.Load() {
 				r.peak.Store(n)
 			}
 			select {
@@ -589,20 +589,23 @@ func (r *runner) sampleStaging() (stop func()) {
 	return func() { close(done); wg.Wait() }
 }
 
-// diskUse returns the allocated bytes of the files under dir.
-func diskUse(dir string) int64 {
+// DiskUse returns the allocated bytes (st_blocks) of the files under the given folders; files
+// that vanish while they are walked, and missing folders, count as nothing.
+func DiskUse(dirs ...string) int64 {
 	var n int64
-	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return nil
-		}
-		if info, err := d.Info(); err == nil {
-			if st, ok := info.Sys().(*syscall.Stat_t); ok {
-				n += st.Blocks * 512
+	for _, dir := range dirs {
+		filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return nil
 			}
-		}
-		return nil
-	})
+			if info, err := d.Info(); err == nil {
+				if st, ok := info.Sys().(*syscall.Stat_t); ok {
+					n += st.Blocks * 512
+				}
+			}
+			return nil
+		})
+	}
 	return n
 }
 

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/h2kvm/h2kvm/pipeline/migrate"
 )
 
 // needTool skips when a tool is missing, unless H2KVM_REQUIRE_TOOLS is set (CI): then it fails.
@@ -70,7 +72,7 @@ func TestDiskUseMatchesDu(t *testing.T) {
 	}
 	du, _ := strconv.ParseInt(strings.Fields(string(out))[0], 10, 64)
 	// du also counts the directories' own blocks; diskUse counts files only.
-	got := diskUse(dir, filepath.Join(dir, "missing"))
+	got := migrate.DiskUse(dir, filepath.Join(dir, "missing"))
 	if got < 3<<20+100<<10 || got > du {
 		t.Fatalf("diskUse %d; du %d; want between the data written and du", got, du)
 	}

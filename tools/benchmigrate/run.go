@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/h2kvm/h2kvm/pipeline/migrate"
 )
 
 // loadAvg is the first three fields of /proc/loadavg ("" when unreadable).
@@ -28,27 +29,6 @@ func loadAvg() string {
 		return ""
 	}
 	return strings.Join(f[:3], " ")
-}
-
-// diskUse returns the allocated bytes (st_blocks × 512) of the regular files under each path;
-// a path that does not exist (yet, or any more) counts 0. Files that vanish during the walk are
-// skipped: the folders sampled are being written to.
-func diskUse(paths ...string) int64 {
-	var n int64
-	for _, root := range paths {
-		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return nil
-			}
-			if info, err := d.Info(); err == nil {
-				if st, ok := info.Sys().(*syscall.Stat_t); ok {
-					n += st.Blocks * 512
-				}
-			}
-			return nil
-		})
-	}
-	return n
 }
 
 // sampler keeps the peak disk use of groups of paths, sampled every interval until stop.
@@ -85,7 +65,7 @@ func startSampler(interval time.Duration, groups ...[]string) *sampler {
 
 func (s *sampler) sample() {
 	for i, g := range s.groups {
-		v := diskUse(g...)
+		v := migrate.DiskUse(g...)
 		s.mu.Lock()
 		if v > s.peaks[i] {
 			s.peaks[i] = v
