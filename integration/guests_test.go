@@ -1,6 +1,9 @@
 package integration
 
 import (
+	"github.com/h2kvm/h2kvm/pipeline/machine"
+	"github.com/h2kvm/h2kvm/pipeline/target/libvirt"
+
 	"context"
 	"errors"
 	"os"
@@ -127,13 +130,13 @@ func TestNaiveConversionFailsBootTest(t *testing.T) {
 			dir := t.TempDir()
 			naive := filepath.Join(dir, "naive.qcow2")
 			runCmd(t, "", "qemu-img", "convert", "-O", "qcow2", g.Top, naive)
-			vm := pipeline.VM{Name: "naive-" + name, CPUs: 1, MemoryMiB: 1024,
-				NICs: []pipeline.NIC{{Model: "vmxnet3", MAC: g.Manifest.Facts.MAC}}}
+			vm := machine.VM{Name: "naive-" + name, CPUs: 1, MemoryMiB: 1024,
+				NICs: []machine.NIC{{Model: "vmxnet3", MAC: g.Manifest.Facts.MAC}}}
 			if g.Manifest.Firmware == guests.UEFI {
 				vm.Firmware = "efi"
 			}
 			start := time.Now()
-			res, err := pipeline.BootTest(context.Background(), pipeline.BootTestOptions{
+			res, err := libvirt.BootTest(context.Background(), libvirt.BootTestOptions{
 				VM: vm, Disks: []string{naive}, Format: "qcow2", DomainType: "qemu", WorkDir: dir,
 				Timeout: 10 * time.Minute,
 			})

@@ -26,8 +26,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/h2kvm/h2kvm/daemon"
 	"github.com/h2kvm/h2kvm/fixers"
-	"github.com/h2kvm/h2kvm/pipeline/daemon"
 	"github.com/h2kvm/h2kvm/pipeline/migrate"
 )
 

@@ -1,10 +1,14 @@
-// Package pipeline holds what the migration stages share: the VM description that sources
-// resolve to (VM, NIC, Disk), the libvirt domain built from it (Domain, WriteDomainXML), the
-// CONVERT step (Convert: qemu-img from an NBD export, written under a temporary name and renamed
-// when complete), the VALIDATE checks (ValidateDomainXML, BootTest under libvirtd), an in-process
-// daemon for commands run without one (StartEmbedded), and the sentinel errors that decide the
-// exit code (ErrGuestNotBootable, ErrBootTest).
+// Package pipeline holds the sentinel errors that the migration stages share and that decide the
+// exit code (ErrGuestNotBootable, ErrBootTest). The stages live in its sub-packages:
 //
-// The stage order itself is driven by package pipeline/migrate; source resolution (vSphere, OVA,
-// OVF, VMX) lives in pipeline/resolve; the daemon in pipeline/daemon.
+//   - pipeline/migrate drives the stage order FETCH → FLATTEN → INSPECT → PLAN → FIX → CONVERT →
+//     VALIDATE and keeps the job record;
+//   - pipeline/resolve turns a SOURCE (vSphere, OVA, OVF, VMX, a disk) into a machine.VM;
+//   - pipeline/machine is that VM description (hardware and disks);
+//   - pipeline/convert is the CONVERT step (qemu-img from an NBD export);
+//   - pipeline/target holds the output targets (libvirt first), which write, validate and
+//     boot-test the VM definition;
+//   - pipeline/host and pipeline/bootproof are host checks and boot evidence.
+//
+// The serve engine (exports over NBD and FUSE, control API) is package daemon.
 package pipeline

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"github.com/h2kvm/h2kvm/pipeline/convert"
+	"github.com/h2kvm/h2kvm/vfs/source"
+
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,8 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/h2kvm/h2kvm/pipeline"
-	"github.com/h2kvm/h2kvm/pipeline/daemon"
+	"github.com/h2kvm/h2kvm/daemon"
 )
 
 // ConvertCmd is `h2kvm convert`.
@@ -34,7 +36,11 @@ func (c *ConvertCmd) Run(ctx context.Context, g *Globals) error {
 		return usageErrorf("%s exists; remove it first or choose another name", c.Output)
 	}
 	start := time.Now()
-	emb, err := pipeline.StartEmbedded(ctx, pipeline.EmbeddedOptions{CacheLimit: int64(c.CacheLimit), Logger: g.Log})
+	cfg, err := source.ConfigFromEnv()
+	if err != nil {
+		return err
+	}
+	emb, err := daemon.StartEmbedded(ctx, daemon.EmbeddedOptions{CacheLimit: int64(c.CacheLimit), Source: cfg, Logger: g.Log})
 	if err != nil {
 		return err
 	}
@@ -43,7 +49,7 @@ func (c *ConvertCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	p := newProgress(g.Stdout, os.Stderr, c.JSON, "convert")
-	err = pipeline.Convert(ctx, emb.NBDURI("disk"), c.Output, pipeline.ConvertOptions{
+	err = convert.Run(ctx, emb.NBDURI("disk"), c.Output, convert.Options{
 		Format: c.Format, Compress: c.Compress, Progress: p.update,
 	})
 	p.done()

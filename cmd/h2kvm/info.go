@@ -1,13 +1,14 @@
 package main
 
 import (
+	"github.com/h2kvm/h2kvm/pipeline/machine"
+
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
 
-	"github.com/h2kvm/h2kvm/pipeline"
 	"github.com/h2kvm/h2kvm/pipeline/migrate"
 	"github.com/h2kvm/h2kvm/pipeline/resolve"
 	"github.com/h2kvm/h2kvm/vfs/source"
@@ -53,7 +54,7 @@ func (c *InfoCmd) Run(ctx context.Context, g *Globals) error {
 
 // vmInfo is the JSON form of `info` on a VM (vSphere, OVA, OVF, VMX).
 type vmInfo struct {
-	VM       *pipeline.VM     `json:"vm"`
+	VM       *machine.VM      `json:"vm"`
 	Chains   []vmdk.ChainInfo `json:"chains"`
 	Warnings []string         `json:"warnings,omitempty"`
 }

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"github.com/h2kvm/h2kvm/pipeline/machine"
+	"github.com/h2kvm/h2kvm/vfs/source"
+
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/h2kvm/h2kvm/fixers/linux"
-	"github.com/h2kvm/h2kvm/pipeline"
 	"github.com/h2kvm/h2kvm/pipeline/migrate"
 )
 
@@ -29,7 +31,11 @@ cloud-init, and the findings that follow. Nothing is written.`
 }
 
 func (c *InspectCmd) Run(ctx context.Context, g *Globals) error {
-	ex, err := migrate.Examine(ctx, c.Source, migrate.ExamineOptions{Snapshot: c.Snapshot, Log: g.Log})
+	cfg, err := source.ConfigFromEnv()
+	if err != nil {
+		return err
+	}
+	ex, err := migrate.Examine(ctx, c.Source, migrate.ExamineOptions{Snapshot: c.Snapshot, Source: cfg, Log: g.Log})
 	if ex == nil {
 		return err
 	}
@@ -37,7 +43,7 @@ func (c *InspectCmd) Run(ctx context.Context, g *Globals) error {
 		enc := json.NewEncoder(g.Stdout)
 		enc.SetIndent("", "  ")
 		if e := enc.Encode(struct {
-			VM       *pipeline.VM `json:"vm"`
+			VM       *machine.VM  `json:"vm"`
 			Facts    *linux.Facts `json:"facts"`
 			Refusal  string       `json:"refusal,omitempty"`
 			Warnings []string     `json:"warnings,omitempty"`
@@ -67,8 +73,12 @@ and exit code 3.`
 }
 
 func (c *PlanCmd) Run(ctx context.Context, g *Globals) error {
+	cfg, err := source.ConfigFromEnv()
+	if err != nil {
+		return err
+	}
 	ex, err := migrate.Examine(ctx, c.Source, migrate.ExamineOptions{
-		Snapshot: c.Snapshot, Log: g.Log,
+		Snapshot: c.Snapshot, Source: cfg, Log: g.Log,
 		Plan: linux.PlanOptions{KeepMACs: c.KeepMAC, NoSerialConsole: c.NoSerialConsole},
 	})
 	if ex == nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/h2kvm/h2kvm/fixers/linux"
 	"github.com/h2kvm/h2kvm/pipeline/migrate"
+	"github.com/h2kvm/h2kvm/vfs/source"
 )
 
 // MigrateCmd is `h2kvm migrate`.
@@ -77,8 +78,12 @@ func (c *MigrateCmd) Run(ctx context.Context, g *Globals) error {
 			g.Log.Info("stage "+e.Status, "stage", e.Stage, "note", e.Message)
 		}
 	}
+	cfg, err := source.ConfigFromEnv()
+	if err != nil {
+		return err
+	}
 	job, err := migrate.Run(ctx, migrate.Options{
-		Source: c.Source, OutputDir: c.Output, Name: c.Name, Server: c.Server,
+		Source: c.Source, SourceConfig: cfg, OutputDir: c.Output, Name: c.Name, Server: c.Server,
 		Format: c.Format, Compress: c.Compress, BootTest: c.BootTest, BootTimeout: c.BootTimeout,
 		Resume: c.Resume, DryRun: c.DryRun, Skip: c.Skip, Snapshot: c.Snapshot, VerifyDisks: c.VerifyDisks,
 		CacheLimit: int64(c.CacheLimit), KeepState: c.KeepState,

@@ -7,7 +7,7 @@ import (
 	"path"
 	"strings"
 
-	"github.com/h2kvm/h2kvm/pipeline/daemon"
+	"github.com/h2kvm/h2kvm/daemon"
 	"github.com/h2kvm/h2kvm/vfs/source"
 )
 

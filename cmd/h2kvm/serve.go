@@ -4,7 +4,7 @@ import (
 	"context"
 	"strings"
 
-	"github.com/h2kvm/h2kvm/pipeline/daemon"
+	"github.com/h2kvm/h2kvm/daemon"
 	"github.com/h2kvm/h2kvm/vfs/source"
 )
 

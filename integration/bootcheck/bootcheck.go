@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/h2kvm/h2kvm/pipeline/bootproof"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/h2kvm/h2kvm/pipeline/bootproof"
 )
 
 // Firmware selects the guest's firmware.

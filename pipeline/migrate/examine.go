@@ -1,14 +1,15 @@
 package migrate
 
 import (
+	"github.com/h2kvm/h2kvm/pipeline/machine"
+
 	"context"
 	"fmt"
 	"log/slog"
 
+	"github.com/h2kvm/h2kvm/daemon"
 	"github.com/h2kvm/h2kvm/fixers/gfs"
 	"github.com/h2kvm/h2kvm/fixers/linux"
-	"github.com/h2kvm/h2kvm/pipeline"
-	"github.com/h2kvm/h2kvm/pipeline/daemon"
 	"github.com/h2kvm/h2kvm/pipeline/host"
 	"github.com/h2kvm/h2kvm/vfs/source"
 )
@@ -16,7 +17,7 @@ import (
 // Examination is what `h2kvm inspect` and `h2kvm plan` report: the VM, the guest's facts and
 // the fixes a migration would make. Nothing is written: the disks are attached read-only.
 type Examination struct {
-	VM    *pipeline.VM   `json:"vm"`
+	VM    *machine.VM    `json:"vm"`
 	Facts *linux.Facts   `json:"facts"`
 	Plan  *linux.FixPlan `json:"plan,omitempty"`
 	// Refusal says why the guest cannot be migrated (no OS, unsupported, no virtio kernel);
@@ -31,25 +32,24 @@ type ExamineOptions struct {
 	// VerifyDisks checks OVA/OVF disks completely against the manifest first.
 	VerifyDisks bool
 	CacheLimit  int64
-	Plan        linux.PlanOptions
-	Log         *slog.Logger
+	// Source configures the sources (credentials, TLS); the CLI builds it from the environment.
+	Source source.Config
+	Plan   linux.PlanOptions
+	Log    *slog.Logger
 }
 
 // Examine inspects the guest on src's disks through read-only exports of an embedded daemon
 // and derives the plan. A guest the fixers refuse is not an error: Refusal says why, and the
 // error returned wraps pipeline.ErrGuestNotBootable so that callers can set the exit code.
 func Examine(ctx context.Context, src string, opt ExamineOptions) (*Examination, error) {
-	cfg, err := source.ConfigFromEnv()
-	if err != nil {
-		return nil, err
-	}
 	var ex Examination
-	ex.VM, err = ResolveVM(ctx, src, cfg, ResolveOptions{Snapshot: opt.Snapshot, VerifyDisks: opt.VerifyDisks,
+	var err error
+	ex.VM, err = ResolveVM(ctx, src, opt.Source, ResolveOptions{Snapshot: opt.Snapshot, VerifyDisks: opt.VerifyDisks,
 		Warn: func(m string) { ex.Warnings = append(ex.Warnings, m) }})
 	if err != nil {
 		return nil, err
 	}
-	emb, err := pipeline.StartEmbedded(ctx, pipeline.EmbeddedOptions{CacheLimit: opt.CacheLimit, Logger: opt.Log})
+	emb, err := daemon.StartEmbedded(ctx, daemon.EmbeddedOptions{CacheLimit: opt.CacheLimit, Source: opt.Source, Logger: opt.Log})
 	if err != nil {
 		return nil, err
 	}

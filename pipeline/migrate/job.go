@@ -1,11 +1,13 @@
 package migrate
 
 import (
+	"github.com/h2kvm/h2kvm/pipeline/machine"
+	"github.com/h2kvm/h2kvm/pipeline/target/libvirt"
+
 	"time"
 
 	"github.com/h2kvm/h2kvm/fixers"
 	"github.com/h2kvm/h2kvm/fixers/linux"
-	"github.com/h2kvm/h2kvm/pipeline"
 )
 
 // Stage names a pipeline stage.
@@ -46,15 +48,15 @@ type Job struct {
 	Format string                `json:"format"`
 	Stages map[Stage]StageRecord `json:"stages"`
 
-	VM      *pipeline.VM             `json:"vm,omitempty"`
-	Exports []string                 `json:"exports,omitempty"`
-	Disks   []DiskReport             `json:"disks,omitempty"`
-	Facts   *linux.Facts             `json:"facts,omitempty"`
-	Plan    *linux.FixPlan           `json:"plan,omitempty"`
-	Fixes   *fixers.Report           `json:"fixes,omitempty"`
-	Outputs []string                 `json:"outputs,omitempty"`
-	Domain  string                   `json:"domain_xml,omitempty"`
-	Boot    *pipeline.BootTestResult `json:"boot_test,omitempty"`
+	VM      *machine.VM             `json:"vm,omitempty"`
+	Exports []string                `json:"exports,omitempty"`
+	Disks   []DiskReport            `json:"disks,omitempty"`
+	Facts   *linux.Facts            `json:"facts,omitempty"`
+	Plan    *linux.FixPlan          `json:"plan,omitempty"`
+	Fixes   *fixers.Report          `json:"fixes,omitempty"`
+	Outputs []string                `json:"outputs,omitempty"`
+	Domain  string                  `json:"domain_xml,omitempty"`
+	Boot    *libvirt.BootTestResult `json:"boot_test,omitempty"`
 
 	// Numbers.
 	VirtualBytes   int64 `json:"virtual_bytes"`

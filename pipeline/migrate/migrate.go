@@ -1,6 +1,9 @@
 package migrate
 
 import (
+	"github.com/h2kvm/h2kvm/pipeline/convert"
+	"github.com/h2kvm/h2kvm/pipeline/target/libvirt"
+
 	"context"
 	"errors"
 	"fmt"
@@ -13,10 +16,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/h2kvm/h2kvm/daemon"
 	"github.com/h2kvm/h2kvm/fixers/gfs"
 	"github.com/h2kvm/h2kvm/fixers/linux"
 	"github.com/h2kvm/h2kvm/pipeline"
-	"github.com/h2kvm/h2kvm/pipeline/daemon"
 	"github.com/h2kvm/h2kvm/pipeline/host"
 	"github.com/h2kvm/h2kvm/store"
 	"github.com/h2kvm/h2kvm/vfs/source"
@@ -24,8 +27,11 @@ import (
 
 // Options configure Run.
 type Options struct {
-	Source    string
-	OutputDir string
+	Source string
+	// SourceConfig configures the sources (credentials, TLS, timeouts); the CLI builds it from
+	// the environment. Migrate itself reads no environment.
+	SourceConfig source.Config
+	OutputDir    string
 	// Name of the outputs and the domain (default: the VM's name).
 	Name string
 	// Server is the control socket of a running daemon; empty runs one in this process with
@@ -190,8 +196,8 @@ func (r *runner) startBackend(ctx context.Context) (func(), error) {
 		r.be, r.socket = c, si.NBDSocket
 		return func() {}, nil
 	}
-	emb, err := pipeline.StartEmbedded(ctx, pipeline.EmbeddedOptions{
-		StateDir: filepath.Join(r.state, "state"), CacheLimit: r.opt.CacheLimit, Logger: r.log,
+	emb, err := daemon.StartEmbedded(ctx, daemon.EmbeddedOptions{
+		StateDir: filepath.Join(r.state, "state"), CacheLimit: r.opt.CacheLimit, Source: r.opt.SourceConfig, Logger: r.log,
 	})
 	if err != nil {
 		return nil, err
@@ -288,11 +294,7 @@ func (r *runner) stages(ctx context.Context) error {
 }
 
 func (r *runner) fetch(ctx context.Context) error {
-	cfg, err := source.ConfigFromEnv()
-	if err != nil {
-		return err
-	}
-	vm, err := ResolveVM(ctx, r.opt.Source, cfg, ResolveOptions{Snapshot: r.opt.Snapshot, VerifyDisks: r.opt.VerifyDisks,
+	vm, err := ResolveVM(ctx, r.opt.Source, r.opt.SourceConfig, ResolveOptions{Snapshot: r.opt.Snapshot, VerifyDisks: r.opt.VerifyDisks,
 		Warn: func(m string) {
 			r.job.Warnings = append(r.job.Warnings, m)
 			r.emit(Event{Stage: Fetch, Status: "warning", Message: m})
@@ -336,7 +338,7 @@ func (r *runner) flatten(ctx context.Context) error {
 			return fmt.Errorf("flatten: disk %d: %w", i, err)
 		}
 		dr := DiskReport{Index: i, Source: d.Source, Controller: d.Controller, Unit: d.Unit, Export: name,
-			Target: pipeline.DiskTarget(i), VirtualBytes: info.VirtualSize}
+			Target: libvirt.DiskTarget(i), VirtualBytes: info.VirtualSize}
 		if info.Chain != nil {
 			for _, l := range info.Chain.Links {
 				dr.AllocatedBytes += l.AllocatedBytes
@@ -463,7 +465,7 @@ func (r *runner) convert(ctx context.Context) error {
 			}
 		} else {
 			uri := fmt.Sprintf("nbd+unix:///%s?socket=%s", e, r.socket)
-			err := pipeline.Convert(ctx, uri, out, pipeline.ConvertOptions{
+			err := convert.Run(ctx, uri, out, convert.Options{
 				Format: r.job.Format, Compress: r.opt.Compress,
 				Progress: func(p float64) {
 					r.emit(Event{Stage: Convert, Status: "progress", Percent: p, Message: filepath.Base(out)})
@@ -503,7 +505,7 @@ func (r *runner) validate(ctx context.Context) error {
 		}
 		abs = append(abs, a)
 	}
-	dom, err := pipeline.Domain(vm, pipeline.DomainOptions{
+	dom, err := libvirt.Domain(vm, libvirt.DomainOptions{
 		Type: typ, DiskPaths: abs, DiskFormat: r.job.Format,
 		NVRAMPath: filepath.Join(filepath.Dir(abs[0]), r.job.Name+"_VARS.fd"),
 	})
@@ -511,11 +513,11 @@ func (r *runner) validate(ctx context.Context) error {
 		return fmt.Errorf("validate: %w", err)
 	}
 	xmlPath := filepath.Join(r.opt.OutputDir, r.job.Name+".xml")
-	if err := pipeline.WriteDomainXML(dom, xmlPath); err != nil {
+	if err := libvirt.WriteDomainXML(dom, xmlPath); err != nil {
 		return err
 	}
 	r.job.Domain = xmlPath
-	if err := pipeline.ValidateDomainXML(ctx, xmlPath); err != nil {
+	if err := libvirt.ValidateDomainXML(ctx, xmlPath); err != nil {
 		return err
 	}
 	if !r.opt.BootTest {
@@ -526,7 +528,7 @@ func (r *runner) validate(ctx context.Context) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	res, err := pipeline.BootTest(ctx, pipeline.BootTestOptions{
+	res, err := libvirt.BootTest(ctx, libvirt.BootTestOptions{
 		VM: vm, Disks: abs, Format: r.job.Format, DomainType: typ, WorkDir: work, Timeout: r.opt.BootTimeout,
 	})
 	r.job.Boot = &res

@@ -1,13 +1,14 @@
 package migrate
 
 import (
+	"github.com/h2kvm/h2kvm/pipeline/machine"
+
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"github.com/h2kvm/h2kvm/pipeline"
 	"github.com/h2kvm/h2kvm/pipeline/resolve"
 	"github.com/h2kvm/h2kvm/pipeline/resolve/vsphere"
 	"github.com/h2kvm/h2kvm/vfs"
@@ -27,7 +28,7 @@ type ResolveOptions struct {
 // ResolveVM resolves a SOURCE (vsphere://, .ova, .ovf, .vmx, or a plain disk) into its VM
 // description. Remote .ova/.ovf/.vmx files are read through the source opener of their
 // location.
-func ResolveVM(ctx context.Context, loc string, cfg source.Config, ro ResolveOptions) (*pipeline.VM, error) {
+func ResolveVM(ctx context.Context, loc string, cfg source.Config, ro ResolveOptions) (*machine.VM, error) {
 	warn := ro.Warn
 	if warn == nil {
 		warn = func(string) {}

@@ -1,4 +1,4 @@
-// Package resolve turns what a user hands h2kvm (a SOURCE) into a pipeline.VM: the VM's
+// Package resolve turns what a user hands h2kvm (a SOURCE) into a machine.VM: the VM's
 // hardware and the SOURCE location of the top VMDK link of each disk. It is the control plane
 // of the FETCH stage: it reads descriptors (a .vmx, an OVF, a manifest, the vSphere inventory)
 // and never a disk's bytes, which the block layer reads lazily from the locations it returns

@@ -1,6 +1,8 @@
 package resolve
 
 import (
+	"github.com/h2kvm/h2kvm/pipeline/machine"
+
 	"bytes"
 	"context"
 	"errors"
@@ -8,7 +10,6 @@ import (
 	"path"
 	"strings"
 
-	"github.com/h2kvm/h2kvm/pipeline"
 	"github.com/h2kvm/h2kvm/pipeline/resolve/ovf"
 	"github.com/h2kvm/h2kvm/vfs"
 	"github.com/h2kvm/h2kvm/vfs/source/tarsrc"
@@ -53,7 +54,7 @@ func (p *dirPkg) open(ctx context.Context, name string) (vfs.Source, error) {
 func (p *dirPkg) location(name string) (string, error) { return p.o.Resolve(p.ovfLoc, name) }
 func (p *dirPkg) describe() string                     { return p.ovfLoc }
 
-func resolveOVA(ctx context.Context, loc string, opt *Options) (*pipeline.VM, error) {
+func resolveOVA(ctx context.Context, loc string, opt *Options) (*machine.VM, error) {
 	to := tarsrc.NewOpener(opt.opener())
 	ix, err := to.Index(ctx, loc)
 	if err != nil {
@@ -90,7 +91,7 @@ func resolveOVA(ctx context.Context, loc string, opt *Options) (*pipeline.VM, er
 	return resolvePackage(ctx, p, ovfs[0], mf, opt)
 }
 
-func resolveOVF(ctx context.Context, loc string, opt *Options) (*pipeline.VM, error) {
+func resolveOVF(ctx context.Context, loc string, opt *Options) (*machine.VM, error) {
 	p := &dirPkg{ovfLoc: loc, o: opt.opener()}
 	base := path.Base(locationPath(loc))
 	mf := strings.TrimSuffix(base, path.Ext(base)) + ".mf"
@@ -133,7 +134,7 @@ func readSmall(ctx context.Context, p pkg, name string, limit int64) ([]byte, er
 }
 
 // resolvePackage reads the descriptor ovfName and the manifest mfName ("" when none) of p.
-func resolvePackage(ctx context.Context, p pkg, ovfName, mfName string, opt *Options) (*pipeline.VM, error) {
+func resolvePackage(ctx context.Context, p pkg, ovfName, mfName string, opt *Options) (*machine.VM, error) {
 	where := p.describe()
 	desc, err := readSmall(ctx, p, ovfName, ovf.MaxSize)
 	if err != nil {
@@ -168,12 +169,12 @@ func resolvePackage(ctx context.Context, p pkg, ovfName, mfName string, opt *Opt
 		opt.warnf("%s: %s", where, w)
 	}
 	s := env.System
-	vm := &pipeline.VM{
+	vm := &machine.VM{
 		Name: s.Name, CPUs: s.CPUs, CoresPerSocket: s.CoresPerSocket, MemoryMiB: int(s.MemoryMiB),
-		Firmware: s.Firmware, SecureBoot: s.SecureBoot, Disks: []pipeline.Disk{},
+		Firmware: s.Firmware, SecureBoot: s.SecureBoot, Disks: []machine.Disk{},
 	}
 	for _, n := range s.NICs {
-		vm.NICs = append(vm.NICs, pipeline.NIC{Model: n.Model, MAC: n.MAC, Network: n.Network})
+		vm.NICs = append(vm.NICs, machine.NIC{Model: n.Model, MAC: n.MAC, Network: n.Network})
 	}
 	var unverified []string
 	for i, a := range s.Disks {
@@ -198,7 +199,7 @@ func resolvePackage(ctx context.Context, p pkg, ovfName, mfName string, opt *Opt
 		if err != nil {
 			return nil, fmt.Errorf("resolve: %s: disk file %s: %w", where, f.Href, err)
 		}
-		d := pipeline.Disk{Source: loc, Controller: a.Controller, Capacity: a.Capacity}
+		d := machine.Disk{Source: loc, Controller: a.Controller, Capacity: a.Capacity}
 		if a.Controller != "" {
 			d.Unit = fmt.Sprintf("%d:%d", a.Bus, a.Unit)
 		}

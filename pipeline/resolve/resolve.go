@@ -1,6 +1,8 @@
 package resolve
 
 import (
+	"github.com/h2kvm/h2kvm/pipeline/machine"
+
 	"context"
 	"fmt"
 	"net/url"
@@ -8,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/h2kvm/h2kvm/pipeline"
 	"github.com/h2kvm/h2kvm/pipeline/resolve/vsphere"
 	"github.com/h2kvm/h2kvm/vfs"
 	"github.com/h2kvm/h2kvm/vfs/source/tarsrc"
@@ -83,7 +84,7 @@ func locationPath(loc string) string {
 }
 
 // Resolve describes the VM at location. See the package doc for the kinds of SOURCE.
-func Resolve(ctx context.Context, location string, opt Options) (*pipeline.VM, error) {
+func Resolve(ctx context.Context, location string, opt Options) (*machine.VM, error) {
 	if location == "" {
 		return nil, fmt.Errorf("resolve: empty SOURCE")
 	}
@@ -105,9 +106,9 @@ func Resolve(ctx context.Context, location string, opt Options) (*pipeline.VM, e
 	case KindVMX:
 		return resolveVMX(ctx, localAbs(location), &opt)
 	}
-	return &pipeline.VM{
+	return &machine.VM{
 		Name:  diskName(location),
-		Disks: []pipeline.Disk{{Source: location}},
+		Disks: []machine.Disk{{Source: location}},
 	}, nil
 }
 

@@ -1,18 +1,19 @@
 package resolve
 
 import (
+	"github.com/h2kvm/h2kvm/pipeline/machine"
+
 	"context"
 	"errors"
 	"fmt"
 	"path"
 	"strings"
 
-	"github.com/h2kvm/h2kvm/pipeline"
 	"github.com/h2kvm/h2kvm/pipeline/resolve/vmx"
 	"github.com/h2kvm/h2kvm/vfs"
 )
 
-func resolveVMX(ctx context.Context, loc string, opt *Options) (*pipeline.VM, error) {
+func resolveVMX(ctx context.Context, loc string, opt *Options) (*machine.VM, error) {
 	o := opt.opener()
 	src, err := o.Open(ctx, loc)
 	if err != nil {
@@ -37,22 +38,22 @@ func resolveVMX(ctx context.Context, loc string, opt *Options) (*pipeline.VM, er
 	for _, w := range h.Warnings {
 		opt.warnf("%s: %s", loc, w)
 	}
-	vm := &pipeline.VM{
+	vm := &machine.VM{
 		Name: h.Name, CPUs: h.CPUs, CoresPerSocket: h.CoresPerSocket, MemoryMiB: h.MemoryMiB,
-		Firmware: h.Firmware, SecureBoot: h.SecureBoot, Disks: []pipeline.Disk{},
+		Firmware: h.Firmware, SecureBoot: h.SecureBoot, Disks: []machine.Disk{},
 	}
 	if vm.Name == "" {
 		vm.Name = diskName(loc)
 	}
 	for _, n := range h.NICs {
-		vm.NICs = append(vm.NICs, pipeline.NIC{Model: n.Model, MAC: n.MAC, Network: n.Network})
+		vm.NICs = append(vm.NICs, machine.NIC{Model: n.Model, MAC: n.MAC, Network: n.Network})
 	}
 	for _, d := range h.Disks {
 		dl, err := diskLocation(ctx, o, loc, d.FileName, opt)
 		if err != nil {
 			return nil, fmt.Errorf("resolve: %s: %s%s: %w", loc, d.Controller, d.UnitString(), err)
 		}
-		vm.Disks = append(vm.Disks, pipeline.Disk{Source: dl, Controller: d.Controller, Unit: d.UnitString()})
+		vm.Disks = append(vm.Disks, machine.Disk{Source: dl, Controller: d.Controller, Unit: d.UnitString()})
 	}
 	if len(vm.Disks) == 0 {
 		return nil, fmt.Errorf("resolve: %s names no virtual disk: %w", loc, vmx.ErrInvalid)

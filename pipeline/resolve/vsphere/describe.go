@@ -1,6 +1,8 @@
 package vsphere
 
 import (
+	"github.com/h2kvm/h2kvm/pipeline/machine"
+
 	"context"
 	"fmt"
 	"net/url"
@@ -11,8 +13,6 @@ import (
 	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
-
-	"github.com/h2kvm/h2kvm/pipeline"
 )
 
 // DiskInfo is one virtual disk.
@@ -94,15 +94,15 @@ func (c *Client) networkNames(ctx context.Context, refs []types.ManagedObjectRef
 }
 
 // nics describes the ethernet cards of devs.
-func nics(devs object.VirtualDeviceList, names map[string]string) []pipeline.NIC {
-	var out []pipeline.NIC
+func nics(devs object.VirtualDeviceList, names map[string]string) []machine.NIC {
+	var out []machine.NIC
 	for _, d := range devs {
 		card, ok := d.(types.BaseVirtualEthernetCard)
 		if !ok {
 			continue
 		}
 		ec := card.GetVirtualEthernetCard()
-		n := pipeline.NIC{
+		n := machine.NIC{
 			Model: strings.ToLower(strings.TrimPrefix(devs.TypeName(d), "Virtual")),
 			MAC:   strings.ToLower(ec.MacAddress),
 		}

@@ -1,6 +1,8 @@
 package vsphere
 
 import (
+	"github.com/h2kvm/h2kvm/pipeline/machine"
+
 	"context"
 	"fmt"
 	"path"
@@ -11,12 +13,10 @@ import (
 	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
-
-	"github.com/h2kvm/h2kvm/pipeline"
 )
 
 // Resolve logs in, finds the VM of location and describes it (see the package doc).
-func Resolve(ctx context.Context, location string, opt Options) (*pipeline.VM, error) {
+func Resolve(ctx context.Context, location string, opt Options) (*machine.VM, error) {
 	l, err := ParseLocation(location)
 	if err != nil {
 		return nil, err
@@ -30,7 +30,7 @@ func Resolve(ctx context.Context, location string, opt Options) (*pipeline.VM, e
 }
 
 // Resolve describes the VM of l through an existing session.
-func (c *Client) Resolve(ctx context.Context, l *Location, opt Options) (*pipeline.VM, error) {
+func (c *Client) Resolve(ctx context.Context, l *Location, opt Options) (*machine.VM, error) {
 	f, err := c.findVM(ctx, l)
 	if err != nil {
 		return nil, err
@@ -61,7 +61,7 @@ func (c *Client) Resolve(ctx context.Context, l *Location, opt Options) (*pipeli
 	} else if vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn {
 		opt.warnf("vsphere: VM %s is running and no snapshot was chosen: its disks change while they are read, so the copy may be inconsistent (take a snapshot and name it)", vm.Name)
 	}
-	out := &pipeline.VM{
+	out := &machine.VM{
 		Name:           vm.Name,
 		CPUs:           int(cfg.Hardware.NumCPU),
 		CoresPerSocket: coresPerSocket(cfg),
@@ -69,7 +69,7 @@ func (c *Client) Resolve(ctx context.Context, l *Location, opt Options) (*pipeli
 		Firmware:       firmware(cfg),
 		SecureBoot:     cfg.BootOptions != nil && cfg.BootOptions.EfiSecureBootEnabled != nil && *cfg.BootOptions.EfiSecureBootEnabled,
 		NICs:           nics(devs, c.networkNames(ctx, vm.Network)),
-		Disks:          []pipeline.Disk{},
+		Disks:          []machine.Disk{},
 	}
 	ds, err := disks(devs)
 	if err != nil {
@@ -80,7 +80,7 @@ func (c *Client) Resolve(ctx context.Context, l *Location, opt Options) (*pipeli
 		if err != nil {
 			return nil, fmt.Errorf("vsphere: %s: VM %s: disk %s %s: %w", c.Host, vm.Name, d.Controller, d.Unit, err)
 		}
-		out.Disks = append(out.Disks, pipeline.Disk{Source: u, Controller: d.Controller, Unit: d.Unit, Capacity: d.Capacity})
+		out.Disks = append(out.Disks, machine.Disk{Source: u, Controller: d.Controller, Unit: d.Unit, Capacity: d.Capacity})
 	}
 	if len(out.Disks) == 0 {
 		return nil, fmt.Errorf("vsphere: %s: VM %s has no virtual disk: %w", c.Host, vm.Name, ErrUnsupported)

@@ -1,6 +1,9 @@
-package pipeline
+package libvirt
 
 import (
+	"github.com/h2kvm/h2kvm/pipeline"
+	"github.com/h2kvm/h2kvm/pipeline/machine"
+
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -30,7 +33,7 @@ func ValidateDomainXML(ctx context.Context, path string) error {
 
 // BootTestOptions configure BootTest.
 type BootTestOptions struct {
-	VM VM
+	VM machine.VM
 	// Disks are the converted disks in VM order; Format is their format.
 	Disks  []string
 	Format string
@@ -68,7 +71,7 @@ type BootTestResult struct {
 // overlays of the outputs (the outputs stay untouched), with the first NIC on QEMU user
 // networking and the guest's SSH port forwarded to a loopback port. It waits for a login prompt
 // on the serial console and an SSH banner, then destroys and undefines the domain, also on
-// failure. A guest that does not prove both fails with ErrBootTest.
+// failure. A guest that does not prove both fails with pipeline.ErrBootTest.
 func BootTest(ctx context.Context, opt BootTestOptions) (BootTestResult, error) {
 	if opt.Timeout <= 0 {
 		opt.Timeout = 5 * time.Minute
@@ -158,7 +161,7 @@ func BootTest(ctx context.Context, opt BootTestOptions) (BootTestResult, error) 
 		if res.Evidence.SSHBanner == "" {
 			what = append(what, "no SSH banner through the forwarded port")
 		}
-		return res, fmt.Errorf("validate: %s after %.0fs (%s): %w", strings.Join(what, ", "), res.Seconds, res.Evidence.Stopped, ErrBootTest)
+		return res, fmt.Errorf("validate: %s after %.0fs (%s): %w", strings.Join(what, ", "), res.Seconds, res.Evidence.Stopped, pipeline.ErrBootTest)
 	}
 	return res, nil
 }

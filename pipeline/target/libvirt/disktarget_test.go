@@ -1,6 +1,10 @@
-package pipeline
+package libvirt
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/h2kvm/h2kvm/pipeline/machine"
+)
 
 func TestDiskTarget(t *testing.T) {
 	for i, want := range map[int]string{0: "vda", 1: "vdb", 25: "vdz", 26: "vdaa", 27: "vdab", 51: "vdaz", 52: "vdba", 701: "vdzz", 702: "vdaaa"} {
@@ -12,7 +16,7 @@ func TestDiskTarget(t *testing.T) {
 
 // TestDomainDiskOrder: the disks of a VM are virtio disks in the VM's order; the first boots.
 func TestDomainDiskOrder(t *testing.T) {
-	d, err := Domain(VM{Name: "two"}, DomainOptions{DiskPaths: []string{"/o/two-disk0.qcow2", "/o/two-disk1.qcow2", "/o/two-disk2.qcow2"}})
+	d, err := Domain(machine.VM{Name: "two"}, DomainOptions{DiskPaths: []string{"/o/two-disk0.qcow2", "/o/two-disk1.qcow2", "/o/two-disk2.qcow2"}})
 	if err != nil {
 		t.Fatal(err)
 	}

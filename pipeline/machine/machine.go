@@ -1,4 +1,4 @@
-package pipeline
+package machine
 
 // VM describes a virtual machine as its source knows it: the hardware that the domain XML and
 // the guest fixes need, and its disks. Fields a source does not know are left zero and the

@@ -1,21 +1,22 @@
-package pipeline
+package daemon
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"time"
 
-	"github.com/h2kvm/h2kvm/pipeline/daemon"
 	"github.com/h2kvm/h2kvm/vfs/source"
 )
 
 // Embedded is a daemon run inside this process, for commands that need an NBD export of a
 // SOURCE and were given no running daemon. Its NBD socket lives in a private folder.
 type Embedded struct {
-	*daemon.Daemon
+	*Daemon
 	// Socket is the NBD unix socket; NBDURI gives an export's URI on it.
 	Socket string
 
@@ -31,7 +32,10 @@ type EmbeddedOptions struct {
 	// Close.
 	StateDir   string
 	CacheLimit int64
-	Logger     *slog.Logger
+	// Source configures the sources (credentials, TLS, timeouts); the caller builds it, from
+	// the environment in the CLI.
+	Source source.Config
+	Logger *slog.Logger
 }
 
 // StartEmbedded starts a daemon serving NBD on a private unix socket.
@@ -44,11 +48,6 @@ func StartEmbedded(ctx context.Context, opt EmbeddedOptions) (*Embedded, error) 
 	if state == "" {
 		state = filepath.Join(dir, "state")
 	}
-	cfg, err := source.ConfigFromEnv()
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
 	log := opt.Logger
 	if log == nil {
 		log = slog.Default()
@@ -59,7 +58,7 @@ func StartEmbedded(ctx context.Context, opt EmbeddedOptions) (*Embedded, error) 
 		log = slog.New(minLevel{log.Handler(), slog.LevelWarn})
 	}
 	sock := filepath.Join(dir, "nbd.sock")
-	d, err := daemon.New(ctx, daemon.Config{StateDir: state, NBDSocket: sock, CacheLimit: opt.CacheLimit, Source: cfg, Logger: log})
+	d, err := New(ctx, Config{StateDir: state, NBDSocket: sock, CacheLimit: opt.CacheLimit, Source: opt.Source, Logger: log})
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -105,4 +104,29 @@ func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h minLevel) WithGroup(name string) slog.Handler {
 	return minLevel{h.Handler.WithGroup(name), h.level}
+}
+
+// waitSocket waits until a unix socket accepts connections, or until stopped is closed, when
+// *runErr says why.
+func waitSocket(ctx context.Context, path string, stopped <-chan struct{}, runErr *error) error {
+	for i := 0; ; i++ {
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-stopped:
+			err := *runErr
+			if err == nil {
+				err = errors.New("stopped")
+			}
+			return fmt.Errorf("embedded daemon: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if i > 500 {
+			return fmt.Errorf("embedded daemon: %s does not accept connections", path)
+		}
+	}
 }

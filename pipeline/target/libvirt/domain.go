@@ -1,6 +1,8 @@
-package pipeline
+package libvirt
 
 import (
+	"github.com/h2kvm/h2kvm/pipeline/machine"
+
 	"fmt"
 	"os"
 
@@ -40,7 +42,7 @@ const (
 // Domain builds the libvirt domain of vm: q35, BIOS or UEFI (OVMF) as vm.Firmware says, virtio
 // disks and NICs (MACs preserved), a serial console, the QEMU guest agent channel and a virtio
 // RNG. Memory and CPUs default to 2048 MiB and 2 when unknown.
-func Domain(vm VM, opt DomainOptions) (*libvirtxml.Domain, error) {
+func Domain(vm machine.VM, opt DomainOptions) (*libvirtxml.Domain, error) {
 	if len(opt.DiskPaths) == 0 {
 		return nil, fmt.Errorf("domain %s: no disks", vm.Name)
 	}
@@ -120,7 +122,7 @@ func Domain(vm VM, opt DomainOptions) (*libvirtxml.Domain, error) {
 
 	nics := vm.NICs
 	if len(nics) == 0 {
-		nics = []NIC{{}}
+		nics = []machine.NIC{{}}
 	}
 	for i, n := range nics {
 		iface := libvirtxml.DomainInterface{Model: &libvirtxml.DomainInterfaceModel{Type: "virtio"}}

@@ -1,6 +1,8 @@
-package pipeline
+package libvirt
 
 import (
+	"github.com/h2kvm/h2kvm/pipeline/machine"
+
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,17 +20,17 @@ func TestDomainValidates(t *testing.T) {
 	}
 	dir := t.TempDir()
 	cases := map[string]struct {
-		vm  VM
+		vm  machine.VM
 		opt DomainOptions
 	}{
-		"bios": {VM{Name: "web01", CPUs: 4, CoresPerSocket: 2, MemoryMiB: 4096,
-			NICs: []NIC{{MAC: "00:50:56:01:02:03"}, {MAC: "00:50:56:01:02:04"}}},
+		"bios": {machine.VM{Name: "web01", CPUs: 4, CoresPerSocket: 2, MemoryMiB: 4096,
+			NICs: []machine.NIC{{MAC: "00:50:56:01:02:03"}, {MAC: "00:50:56:01:02:04"}}},
 			DomainOptions{Type: "kvm", DiskPaths: []string{"/srv/a.qcow2", "/srv/b.qcow2"}}},
-		"efi": {VM{Name: "efi01", Firmware: "efi"},
+		"efi": {machine.VM{Name: "efi01", Firmware: "efi"},
 			DomainOptions{DiskPaths: []string{"/srv/a.qcow2"}, NVRAMPath: "/srv/efi01_VARS.fd", Bridge: "br0"}},
-		"secure": {VM{Name: "sb01", Firmware: "efi", SecureBoot: true},
+		"secure": {machine.VM{Name: "sb01", Firmware: "efi", SecureBoot: true},
 			DomainOptions{DiskPaths: []string{"/srv/a.raw"}, DiskFormat: "raw"}},
-		"usernet": {VM{Name: "boot", NICs: []NIC{{MAC: "52:54:00:12:34:56"}}},
+		"usernet": {machine.VM{Name: "boot", NICs: []machine.NIC{{MAC: "52:54:00:12:34:56"}}},
 			DomainOptions{DiskPaths: []string{"/srv/a.qcow2"}, UserNetPortForward: 2222, SerialLog: "/tmp/s.log"}},
 	}
 	for name, c := range cases {
@@ -53,10 +55,10 @@ func TestDomainValidates(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Domain(VM{Name: "x"}, DomainOptions{}); err == nil {
+	if _, err := Domain(machine.VM{Name: "x"}, DomainOptions{}); err == nil {
 		t.Error("a domain without disks was accepted")
 	}
-	if _, err := Domain(VM{Name: "x", Firmware: "coreboot"}, DomainOptions{DiskPaths: []string{"a"}}); err == nil {
+	if _, err := Domain(machine.VM{Name: "x", Firmware: "coreboot"}, DomainOptions{DiskPaths: []string{"a"}}); err == nil {
 		t.Error("an unknown firmware was accepted")
 	}
 }

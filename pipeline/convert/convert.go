@@ -1,4 +1,4 @@
-package pipeline
+package convert
 
 import (
 	"bufio"
@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,8 +16,8 @@ import (
 	"time"
 )
 
-// ConvertOptions configure Convert.
-type ConvertOptions struct {
+// Options configure Run.
+type Options struct {
 	// Format of the output: "qcow2" (default) or "raw".
 	Format string
 	// Compress writes compressed qcow2 clusters (smaller, slower).
@@ -27,11 +26,11 @@ type ConvertOptions struct {
 	Progress func(percent float64)
 }
 
-// Convert copies the NBD export at uri into output with qemu-img, sparse-aware: ranges the export
+// Run copies the NBD export at uri into output with qemu-img, sparse-aware: ranges the export
 // reports as holes or zeros are not written. The output is written under a temporary name in the
 // same folder and renamed when complete, so a failed or interrupted conversion never leaves a
 // partial file under the final name.
-func Convert(ctx context.Context, uri, output string, opt ConvertOptions) error {
+func Run(ctx context.Context, uri, output string, opt Options) error {
 	format := opt.Format
 	if format == "" {
 		format = "qcow2"
@@ -126,29 +125,4 @@ func syncFile(name string) error {
 	}
 	err = f.Sync()
 	return errors.Join(err, f.Close())
-}
-
-// waitSocket waits until a unix socket accepts connections, or until stopped is closed, when
-// *runErr says why.
-func waitSocket(ctx context.Context, path string, stopped <-chan struct{}, runErr *error) error {
-	for i := 0; ; i++ {
-		if c, err := net.Dial("unix", path); err == nil {
-			c.Close()
-			return nil
-		}
-		select {
-		case <-stopped:
-			err := *runErr
-			if err == nil {
-				err = errors.New("stopped")
-			}
-			return fmt.Errorf("embedded daemon: %w", err)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-		if i > 500 {
-			return fmt.Errorf("embedded daemon: %s does not accept connections", path)
-		}
-	}
 }
