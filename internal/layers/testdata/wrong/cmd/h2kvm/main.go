@@ -1,0 +1,6 @@
+package main
+
+import (
+	"github.com/h2kvm/h2kvm/daemon"
+	"github.com/h2kvm/h2kvm/vfs/vfstest"
+)

@@ -1,0 +1,7 @@
+package bad
+
+import (
+	"testing"
+
+	"github.com/h2kvm/h2kvm/vfs/vfstest"
+)
