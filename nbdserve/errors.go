@@ -39,19 +39,22 @@ func toNBDError(err error) uint32 {
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, vfs.ErrOutOfRange):
-		return einval
-	case errors.Is(err, vfs.ErrReadOnly), errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EROFS):
-		return eperm
-	case errors.Is(err, vfs.ErrUnsupported), errors.Is(err, syscall.ENOTSUP):
-		return enotsup
-	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT), errors.Is(err, syscall.EFBIG):
-		return enospc
 	case errors.Is(err, context.Canceled):
 		// The connection or the server is going away; the client must soft-disconnect.
 		return eshutdown
-	case errors.Is(err, context.DeadlineExceeded):
-		return eio
+	}
+	// NBD has fewer errors than POSIX: each errno of the shared table folds into one of them.
+	switch vfs.Errno(err) {
+	case syscall.EINVAL:
+		return einval
+	case syscall.EROFS, syscall.EPERM:
+		return eperm
+	case syscall.ENOTSUP:
+		return enotsup
+	case syscall.ENOSPC, syscall.EDQUOT, syscall.EFBIG:
+		return enospc
+	case syscall.EOVERFLOW:
+		return eoverflow
 	}
 	return eio
 }

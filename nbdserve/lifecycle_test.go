@@ -33,6 +33,8 @@ func TestToNBDError(t *testing.T) {
 		{fmt.Errorf("vmdk: %w", vfs.ErrUnsupported), enotsup},
 		{&os.PathError{Op: "write", Path: "f", Err: syscall.ENOSPC}, enospc},
 		{fmt.Errorf("x: %w", syscall.EDQUOT), enospc},
+		{fmt.Errorf("x: %w", syscall.EOVERFLOW), eoverflow},
+		{fmt.Errorf("x: %w", syscall.EPERM), eperm},
 		{context.Canceled, eshutdown},
 		{fmt.Errorf("fetch: %w", context.DeadlineExceeded), eio},
 		{fmt.Errorf("vmdk: %w", vfs.ErrCorrupt), eio},

@@ -22,24 +22,13 @@ var (
 // toErrno translates an error from a device (or from this package) into the errno the kernel
 // hands to the process that made the system call. It is the only place that does so.
 func toErrno(err error) syscall.Errno {
-	var errno syscall.Errno
 	switch {
 	case err == nil:
 		return 0
 	case errors.Is(err, context.Canceled):
 		return syscall.EINTR
-	case errors.Is(err, context.DeadlineExceeded):
-		return syscall.ETIMEDOUT
-	case errors.Is(err, vfs.ErrOutOfRange):
-		return syscall.EINVAL
-	case errors.Is(err, vfs.ErrReadOnly):
-		return syscall.EROFS
-	case errors.Is(err, vfs.ErrUnsupported):
-		return syscall.ENOTSUP
 	case errors.Is(err, ErrBusy):
 		return syscall.EBUSY
-	case errors.As(err, &errno) && errno != 0:
-		return errno
 	}
-	return syscall.EIO
+	return vfs.Errno(err)
 }
