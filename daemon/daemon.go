@@ -15,7 +15,9 @@ import (
 
 	"github.com/h2kvm/h2kvm/nbdserve"
 	"github.com/h2kvm/h2kvm/store"
+	"github.com/h2kvm/h2kvm/vfs"
 	"github.com/h2kvm/h2kvm/vfs/cache"
+	"github.com/h2kvm/h2kvm/vfs/diskfmt/all"
 	"github.com/h2kvm/h2kvm/vfs/fusefs"
 	"github.com/h2kvm/h2kvm/vfs/source"
 )
@@ -41,7 +43,10 @@ type Config struct {
 	ChunkSize int64
 	// Source holds credentials and TLS settings for remote sources.
 	Source source.Config
-	Logger *slog.Logger
+	// Formats are the disk formats an export's source may be in, in detection order
+	// (nil: all.Formats(), every format h2kvm reads).
+	Formats []vfs.Format
+	Logger  *slog.Logger
 }
 
 // DefaultCacheLimit is the local disk the caches may use when Config.CacheLimit is 0.
@@ -76,6 +81,9 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	if cfg.CacheLimit <= 0 {
 		cfg.CacheLimit = DefaultCacheLimit
+	}
+	if cfg.Formats == nil {
+		cfg.Formats = all.Formats()
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -54,6 +54,7 @@ var causes = []struct {
 	{"not-found", vfs.ErrNotFound},
 	{"chain", vfs.ErrChain},
 	{"out-of-range", vfs.ErrOutOfRange},
+	{"unknown-format", vfs.ErrUnknownFormat},
 
 	{"read-only", vfs.ErrReadOnly},
 	{"transient", vfs.ErrTransient},
@@ -66,7 +67,7 @@ var causes = []struct {
 	{"ETIMEDOUT", syscall.ETIMEDOUT},
 }
 
-const badInputCauses = 6 // causes[:badInputCauses] make an error bad input
+const badInputCauses = 7 // causes[:badInputCauses] make an error bad input
 
 // unreachableErrnos are the network failures that mean the source's host could not be reached.
 var unreachableErrnos = []error{syscall.ECONNREFUSED, syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.ETIMEDOUT}

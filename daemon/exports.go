@@ -21,7 +21,6 @@ import (
 	"github.com/h2kvm/h2kvm/vfs/overlay"
 	"github.com/h2kvm/h2kvm/vfs/source"
 	"github.com/h2kvm/h2kvm/vfs/source/tarsrc"
-	"github.com/h2kvm/h2kvm/vfs/vmdk"
 )
 
 // export is one served device stack.
@@ -29,7 +28,7 @@ type export struct {
 	// set once by open
 	spec    ExportSpec
 	created time.Time
-	chain   *vmdk.Chain
+	chain   vfs.Disk
 	overlay *overlay.Overlay // nil for read-only exports
 	dev     vfs.Device       // what clients see: overlay or chain
 	opener  source.Opener    // holds the source's connections and sessions
@@ -49,10 +48,10 @@ func isLocal(location string) bool {
 // ExportInfo describes an export for the control API.
 type ExportInfo struct {
 	ExportSpec
-	Created     time.Time       `json:"created"`
-	VirtualSize int64           `json:"virtual_size"`
-	Chain       *vmdk.ChainInfo `json:"chain,omitempty"`
-	Stats       ExportStats     `json:"stats"`
+	Created     time.Time      `json:"created"`
+	VirtualSize int64          `json:"virtual_size"`
+	Chain       *vfs.ChainInfo `json:"chain,omitempty"`
+	Stats       ExportStats    `json:"stats"`
 }
 
 // ExportStats are the counters of one export.
@@ -147,7 +146,7 @@ func (d *Daemon) open(ctx context.Context, spec ExportSpec, created time.Time) (
 	if !isLocal(spec.Source) {
 		chainOpener = &cachingOpener{Opener: opener, d: d, e: e}
 	}
-	e.chain, err = vmdk.Open(ctx, chainOpener, name, vmdk.Options{IgnoreCIDMismatch: spec.IgnoreCIDMismatch})
+	e.chain, err = vfs.OpenDisk(ctx, d.cfg.Formats, chainOpener, name, vfs.OpenOptions{IgnoreCIDMismatch: spec.IgnoreCIDMismatch})
 	if err != nil {
 		opener.Close()
 		return nil, sourceError(spec.Name, err)

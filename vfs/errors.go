@@ -25,4 +25,7 @@ var (
 	// connection, HTTP 5xx). Sources retry these themselves within a budget; an error wrapping
 	// ErrTransient that reaches a caller means the budget was spent.
 	ErrTransient = errors.New("transient source error")
+	// ErrUnknownFormat: a file is in none of the disk formats OpenDisk was given (a qcow2, random
+	// bytes). Errors wrapping it also wrap ErrUnsupported. Permanent.
+	ErrUnknownFormat = errors.New("unknown disk format")
 )

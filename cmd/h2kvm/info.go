@@ -1,18 +1,19 @@
 package main
 
 import (
-	"github.com/h2kvm/h2kvm/pipeline/machine"
-
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
 
+	"github.com/h2kvm/h2kvm/pipeline/machine"
 	"github.com/h2kvm/h2kvm/pipeline/migrate"
 	"github.com/h2kvm/h2kvm/pipeline/resolve"
+	"github.com/h2kvm/h2kvm/vfs"
+	"github.com/h2kvm/h2kvm/vfs/diskfmt/all"
 	"github.com/h2kvm/h2kvm/vfs/source"
-	"github.com/h2kvm/h2kvm/vfs/vmdk"
 )
 
 // InfoCmd is `h2kvm info`.
@@ -54,9 +55,9 @@ func (c *InfoCmd) Run(ctx context.Context, g *Globals) error {
 
 // vmInfo is the JSON form of `info` on a VM (vSphere, OVA, OVF, VMX).
 type vmInfo struct {
-	VM       *machine.VM      `json:"vm"`
-	Chains   []vmdk.ChainInfo `json:"chains"`
-	Warnings []string         `json:"warnings,omitempty"`
+	VM       *machine.VM     `json:"vm"`
+	Chains   []vfs.ChainInfo `json:"chains"`
+	Warnings []string        `json:"warnings,omitempty"`
 }
 
 func (c *InfoCmd) runVM(ctx context.Context, g *Globals, cfg source.Config) error {
@@ -99,28 +100,28 @@ func (c *InfoCmd) runVM(ctx context.Context, g *Globals, cfg source.Config) erro
 }
 
 // chainInfo opens the chain at a disk SOURCE and describes it.
-func chainInfo(ctx context.Context, loc string, cfg source.Config, ignoreCID bool) (vmdk.ChainInfo, error) {
+func chainInfo(ctx context.Context, loc string, cfg source.Config, ignoreCID bool) (vfs.ChainInfo, error) {
 	opener, name, err := source.Open(ctx, loc, cfg)
 	if err != nil {
-		return vmdk.ChainInfo{}, err
+		return vfs.ChainInfo{}, err
 	}
 	defer opener.Close()
-	chain, err := vmdk.Open(ctx, opener, name, vmdk.Options{IgnoreCIDMismatch: ignoreCID})
+	chain, err := vfs.OpenDisk(ctx, all.Formats(), opener, name, vfs.OpenOptions{IgnoreCIDMismatch: ignoreCID})
 	if err != nil {
-		return vmdk.ChainInfo{}, err
+		return vfs.ChainInfo{}, err
 	}
 	defer chain.Close()
 	return chain.Info(ctx)
 }
 
 // printChain writes the text form of info.
-func printChain(w io.Writer, info vmdk.ChainInfo) {
+func printChain(w io.Writer, info vfs.ChainInfo) {
 	for i, l := range info.Links {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
 		fmt.Fprintf(w, "image: %s\n", l.File)
-		fmt.Fprintf(w, "file format: vmdk\n")
+		fmt.Fprintf(w, "file format: %s\n", cmp.Or(info.Format, "vmdk"))
 		fmt.Fprintf(w, "virtual size: %s (%d bytes)\n", humanBytes(l.VirtualSize), l.VirtualSize)
 		fmt.Fprintf(w, "allocated: %s (%d bytes)\n", humanBytes(l.AllocatedBytes), l.AllocatedBytes)
 		if l.CreateType != "" {
