@@ -9,6 +9,7 @@ import (
 
 	"github.com/h2kvm/h2kvm/fixers/linux"
 	"github.com/h2kvm/h2kvm/pipeline/migrate"
+	"github.com/h2kvm/h2kvm/pipeline/target/all"
 	"github.com/h2kvm/h2kvm/vfs/source"
 )
 
@@ -18,6 +19,7 @@ type MigrateCmd struct {
 	Output          string          `required:"" placeholder:"DIR" help:"Output folder: NAME.qcow2 (or raw; NAME-diskN.qcow2 for each disk of a VM with several), NAME.xml, report.json, report.md."`
 	Server          string          `placeholder:"SOCK" help:"Control socket of a running 'h2kvm serve' (default: run one in this process)."`
 	Format          string          `short:"O" enum:"qcow2,raw" default:"qcow2" help:"Output format: ${enum}."`
+	Target          string          `short:"o" enum:"libvirt" default:"libvirt" help:"Output target, the VM definition VALIDATE writes: ${enum}."`
 	Compress        bool            `help:"Compress qcow2 clusters."`
 	Name            string          `help:"Name of the outputs and the libvirt domain (default: the VM's name)."`
 	BootTest        bool            `help:"Boot the result under libvirtd and prove a login prompt and network (SSH banner)."`
@@ -78,12 +80,16 @@ func (c *MigrateCmd) Run(ctx context.Context, g *Globals) error {
 			g.Log.Info("stage "+e.Status, "stage", e.Stage, "note", e.Message)
 		}
 	}
+	tg, err := all.Lookup(c.Target)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
 	cfg, err := source.ConfigFromEnv()
 	if err != nil {
 		return err
 	}
 	job, err := migrate.Run(ctx, migrate.Options{
-		Source: c.Source, SourceConfig: cfg, OutputDir: c.Output, Name: c.Name, Server: c.Server,
+		Source: c.Source, SourceConfig: cfg, OutputDir: c.Output, Name: c.Name, Server: c.Server, Target: tg,
 		Format: c.Format, Compress: c.Compress, BootTest: c.BootTest, BootTimeout: c.BootTimeout,
 		Resume: c.Resume, DryRun: c.DryRun, Skip: c.Skip, Snapshot: c.Snapshot, VerifyDisks: c.VerifyDisks,
 		CacheLimit: int64(c.CacheLimit), KeepState: c.KeepState,

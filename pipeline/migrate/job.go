@@ -2,7 +2,7 @@ package migrate
 
 import (
 	"github.com/h2kvm/h2kvm/pipeline/machine"
-	"github.com/h2kvm/h2kvm/pipeline/target/libvirt"
+	"github.com/h2kvm/h2kvm/pipeline/target"
 
 	"time"
 
@@ -48,15 +48,18 @@ type Job struct {
 	Format string                `json:"format"`
 	Stages map[Stage]StageRecord `json:"stages"`
 
-	VM      *machine.VM             `json:"vm,omitempty"`
-	Exports []string                `json:"exports,omitempty"`
-	Disks   []DiskReport            `json:"disks,omitempty"`
-	Facts   *linux.Facts            `json:"facts,omitempty"`
-	Plan    *linux.FixPlan          `json:"plan,omitempty"`
-	Fixes   *fixers.Report          `json:"fixes,omitempty"`
-	Outputs []string                `json:"outputs,omitempty"`
-	Domain  string                  `json:"domain_xml,omitempty"`
-	Boot    *libvirt.BootTestResult `json:"boot_test,omitempty"`
+	VM      *machine.VM    `json:"vm,omitempty"`
+	Exports []string       `json:"exports,omitempty"`
+	Disks   []DiskReport   `json:"disks,omitempty"`
+	Facts   *linux.Facts   `json:"facts,omitempty"`
+	Plan    *linux.FixPlan `json:"plan,omitempty"`
+	Fixes   *fixers.Report `json:"fixes,omitempty"`
+	Outputs []string       `json:"outputs,omitempty"`
+	// Target is the output target's name (see Options.Target); Domain the definition it
+	// wrote (for libvirt: NAME.xml); Boot the boot test's evidence.
+	Target string             `json:"target,omitempty"`
+	Domain string             `json:"domain_xml,omitempty"`
+	Boot   *target.BootResult `json:"boot_test,omitempty"`
 
 	// Numbers.
 	VirtualBytes   int64 `json:"virtual_bytes"`

@@ -21,6 +21,7 @@ import (
 	"github.com/h2kvm/h2kvm/fixers/linux"
 	"github.com/h2kvm/h2kvm/pipeline"
 	"github.com/h2kvm/h2kvm/pipeline/host"
+	"github.com/h2kvm/h2kvm/pipeline/target"
 	"github.com/h2kvm/h2kvm/store"
 	"github.com/h2kvm/h2kvm/vfs/source"
 )
@@ -39,7 +40,10 @@ type Options struct {
 	Server   string
 	Format   string // qcow2 (default) or raw
 	Compress bool
-	// BootTest boots the result under libvirtd and proves login prompt and network.
+	// Target writes and checks the VM definition in VALIDATE; nil means libvirt.
+	Target target.Target
+	// BootTest boots the result (the Target must be a target.BootTester) and proves login
+	// prompt and network.
 	BootTest    bool
 	BootTimeout time.Duration
 	// Resume continues the job recorded in OutputDir after its last completed stage.
@@ -486,38 +490,40 @@ func (r *runner) convert(ctx context.Context) error {
 	return nil
 }
 
+// validate hands the converted disks to the output target: it writes the VM definition
+// (recorded as the job's Domain), checks it and, asked to, boot-tests it.
 func (r *runner) validate(ctx context.Context) error {
-	vm := *r.job.VM
-	vm.Name = r.job.Name
-	if vm.Firmware == "" && r.job.Facts != nil && r.job.Facts.Firmware == "uefi" {
-		vm.Firmware = "efi"
+	t := r.opt.Target
+	if t == nil {
+		t = libvirt.New()
 	}
-	kvm, _ := host.CheckKVM(ctx)
-	typ := "qemu"
-	if kvm {
-		typ = "kvm"
+	r.job.Target = t.Name()
+	bt, canBoot := t.(target.BootTester)
+	if r.opt.BootTest && !canBoot {
+		return fmt.Errorf("validate: target %s cannot boot-test", t.Name())
 	}
-	var abs []string
+	in := target.Input{VM: *r.job.VM, Name: r.job.Name, Format: r.job.Format, Firmware: r.job.VM.Firmware,
+		OutputDir: r.opt.OutputDir}
+	if in.Firmware == "" {
+		in.Firmware = "bios"
+		if r.job.Facts != nil && r.job.Facts.Firmware == "uefi" {
+			in.Firmware = "efi"
+		}
+	}
+	in.KVM, _ = host.CheckKVM(ctx)
 	for _, o := range r.job.Outputs {
 		a, err := filepath.Abs(o)
 		if err != nil {
-			return err
+			return fmt.Errorf("validate: %w", err)
 		}
-		abs = append(abs, a)
+		in.Disks = append(in.Disks, a)
 	}
-	dom, err := libvirt.Domain(vm, libvirt.DomainOptions{
-		Type: typ, DiskPaths: abs, DiskFormat: r.job.Format,
-		NVRAMPath: filepath.Join(filepath.Dir(abs[0]), r.job.Name+"_VARS.fd"),
-	})
+	res, err := t.Write(ctx, in)
 	if err != nil {
 		return fmt.Errorf("validate: %w", err)
 	}
-	xmlPath := filepath.Join(r.opt.OutputDir, r.job.Name+".xml")
-	if err := libvirt.WriteDomainXML(dom, xmlPath); err != nil {
-		return err
-	}
-	r.job.Domain = xmlPath
-	if err := libvirt.ValidateDomainXML(ctx, xmlPath); err != nil {
+	r.job.Domain = res.Definition
+	if err := t.Validate(ctx, res); err != nil {
 		return err
 	}
 	if !r.opt.BootTest {
@@ -525,13 +531,11 @@ func (r *runner) validate(ctx context.Context) error {
 	}
 	work, err := os.MkdirTemp(r.state, "boot-")
 	if err != nil {
-		return err
+		return fmt.Errorf("validate: %w", err)
 	}
 	defer os.RemoveAll(work)
-	res, err := libvirt.BootTest(ctx, libvirt.BootTestOptions{
-		VM: vm, Disks: abs, Format: r.job.Format, DomainType: typ, WorkDir: work, Timeout: r.opt.BootTimeout,
-	})
-	r.job.Boot = &res
+	boot, err := bt.BootTest(ctx, in, res, target.BootOptions{WorkDir: work, Timeout: r.opt.BootTimeout})
+	r.job.Boot = &boot
 	return err
 }
 

@@ -101,7 +101,12 @@ func markdown(j *Job) string {
 		}
 	}
 	if j.Domain != "" {
-		w("\n## Domain\n\n`%s` (validated with virt-xml-validate)\n", j.Domain)
+		switch j.Target {
+		case "", "libvirt":
+			w("\n## Domain\n\n`%s` (validated with virt-xml-validate)\n", j.Domain)
+		default:
+			w("\n## Domain\n\n`%s` (target %s, validated)\n", j.Domain, j.Target)
+		}
 	}
 	if bt := j.Boot; bt != nil {
 		w("\n## Boot test\n\n- domain %s (type %s), %.0f s\n", bt.Domain, bt.DomainType, bt.Seconds)

@@ -17,6 +17,7 @@ import (
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/h2kvm/h2kvm/pipeline/bootproof"
+	"github.com/h2kvm/h2kvm/pipeline/target"
 )
 
 // LibvirtURI is the libvirt connection the boot test uses.
@@ -57,14 +58,8 @@ var BootFailures = []string{
 	"You are in emergency mode",
 }
 
-// BootTestResult is the boot test's evidence, for the report.
-type BootTestResult struct {
-	Domain     string             `json:"domain"`
-	DomainType string             `json:"domain_type"`
-	Port       int                `json:"ssh_port"`
-	Seconds    float64            `json:"seconds"`
-	Evidence   bootproof.Evidence `json:"evidence"`
-}
+// BootTestResult is the boot test's evidence, for the report: the targets' common BootResult.
+type BootTestResult = target.BootResult
 
 // BootTest proves that the converted guest boots and reaches the network under libvirtd: it
 // defines and starts a transient copy of the guest's domain whose disks are copy-on-write
