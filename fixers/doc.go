@@ -3,6 +3,12 @@
 // sub-packages: fixers/linux for Linux guests, fixers/windows for Windows guests (the two never
 // import each other), fixers/gfs for opening libguestfs sessions.
 //
+// Each fixer implements Fixer and is listed explicitly in fixers/all (no init registration).
+// The pipeline detects the guest's OS once (Select: libguestfs inspection, then the first
+// fixer whose Detect accepts it), and keeps the chosen fixer's name, facts and plan (opaque
+// JSON only that fixer decodes) in its job record. A guest no fixer handles, or one a fixer
+// refuses, gets an error wrapping ErrNoOS, ErrUnsupported or ErrNotBootable (IsRefusal).
+//
 // Contract for every fixer:
 //   - It is offline: it changes the guest's disks through libguestfs, never a running guest.
 //   - It is idempotent: running it on its own output records no change.

@@ -1,17 +1,17 @@
 package main
 
 import (
-	"github.com/h2kvm/h2kvm/pipeline/machine"
-	"github.com/h2kvm/h2kvm/vfs/source"
-
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
 
-	"github.com/h2kvm/h2kvm/fixers/linux"
+	"github.com/h2kvm/h2kvm/fixers"
+	"github.com/h2kvm/h2kvm/fixers/all"
+	"github.com/h2kvm/h2kvm/pipeline/machine"
 	"github.com/h2kvm/h2kvm/pipeline/migrate"
+	"github.com/h2kvm/h2kvm/vfs/source"
 )
 
 // InspectCmd is `h2kvm inspect`.
@@ -35,7 +35,7 @@ func (c *InspectCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	ex, err := migrate.Examine(ctx, c.Source, migrate.ExamineOptions{Snapshot: c.Snapshot, Source: cfg, Log: g.Log})
+	ex, err := migrate.Examine(ctx, c.Source, migrate.ExamineOptions{Snapshot: c.Snapshot, Source: cfg, Log: g.Log, Fixers: all.Fixers()})
 	if ex == nil {
 		return err
 	}
@@ -43,10 +43,10 @@ func (c *InspectCmd) Run(ctx context.Context, g *Globals) error {
 		enc := json.NewEncoder(g.Stdout)
 		enc.SetIndent("", "  ")
 		if e := enc.Encode(struct {
-			VM       *machine.VM  `json:"vm"`
-			Facts    *linux.Facts `json:"facts"`
-			Refusal  string       `json:"refusal,omitempty"`
-			Warnings []string     `json:"warnings,omitempty"`
+			VM       *machine.VM     `json:"vm"`
+			Facts    json.RawMessage `json:"facts"`
+			Refusal  string          `json:"refusal,omitempty"`
+			Warnings []string        `json:"warnings,omitempty"`
 		}{ex.VM, ex.Facts, ex.Refusal, ex.Warnings}); e != nil {
 			return e
 		}
@@ -78,8 +78,8 @@ func (c *PlanCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	ex, err := migrate.Examine(ctx, c.Source, migrate.ExamineOptions{
-		Snapshot: c.Snapshot, Source: cfg, Log: g.Log,
-		Plan: linux.PlanOptions{KeepMACs: c.KeepMAC, NoSerialConsole: c.NoSerialConsole},
+		Snapshot: c.Snapshot, Source: cfg, Log: g.Log, Fixers: all.Fixers(),
+		Plan: fixers.PlanOptions{KeepMACs: c.KeepMAC, NoSerialConsole: c.NoSerialConsole},
 	})
 	if ex == nil {
 		return err
@@ -88,8 +88,8 @@ func (c *PlanCmd) Run(ctx context.Context, g *Globals) error {
 		enc := json.NewEncoder(g.Stdout)
 		enc.SetIndent("", "  ")
 		if e := enc.Encode(struct {
-			Plan    *linux.FixPlan `json:"plan"`
-			Refusal string         `json:"refusal,omitempty"`
+			Plan    json.RawMessage `json:"plan"`
+			Refusal string          `json:"refusal,omitempty"`
 		}{ex.Plan, ex.Refusal}); e != nil {
 			return e
 		}
@@ -121,13 +121,16 @@ func printPlan(w io.Writer, ex *migrate.Examination) {
 		fmt.Fprintf(w, "refused: %s\n", ex.Refusal)
 		return
 	}
-	if len(ex.Plan.Fixes) == 0 {
+	if ex.PlanSummary == nil || len(ex.PlanSummary.Fixes) == 0 {
 		fmt.Fprintln(w, "nothing to fix: the guest should boot on KVM as it is")
 	}
-	for i, f := range ex.Plan.Fixes {
+	if ex.PlanSummary == nil {
+		return
+	}
+	for i, f := range ex.PlanSummary.Fixes {
 		fmt.Fprintf(w, "%2d. %s\n    why: %s\n    files: %s\n", i+1, f.ID, f.Reason, strings.Join(f.Files, ", "))
 	}
-	for _, x := range ex.Plan.Warnings {
+	for _, x := range ex.PlanSummary.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", x)
 	}
 }

@@ -7,7 +7,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/h2kvm/h2kvm/fixers/linux"
+	"github.com/h2kvm/h2kvm/fixers"
+	fixerall "github.com/h2kvm/h2kvm/fixers/all"
 	"github.com/h2kvm/h2kvm/pipeline/migrate"
 	"github.com/h2kvm/h2kvm/pipeline/target/all"
 	"github.com/h2kvm/h2kvm/vfs/source"
@@ -93,7 +94,8 @@ func (c *MigrateCmd) Run(ctx context.Context, g *Globals) error {
 		Format: c.Format, Compress: c.Compress, BootTest: c.BootTest, BootTimeout: c.BootTimeout,
 		Resume: c.Resume, DryRun: c.DryRun, Skip: c.Skip, Snapshot: c.Snapshot, VerifyDisks: c.VerifyDisks,
 		CacheLimit: int64(c.CacheLimit), KeepState: c.KeepState,
-		Plan:   linux.PlanOptions{KeepMACs: c.KeepMAC, NoSerialConsole: c.NoSerialConsole},
+		Plan:   fixers.PlanOptions{KeepMACs: c.KeepMAC, NoSerialConsole: c.NoSerialConsole},
+		Fixers: fixerall.Fixers(),
 		Log:    g.Log,
 		Events: events,
 	})

@@ -8,6 +8,9 @@
 //	plan, err := linux.Plan(facts, linux.PlanOptions{}) // pure: no guest access
 //	report, err := linux.Apply(ctx, session.G(), plan)  // writes the guest
 //
+// New returns the same steps as a fixers.Fixer (facts and plan as JSON of Facts and FixPlan),
+// which is how the pipeline uses them.
+//
 // Inspect uses libguestfs's inspect_os to find the root filesystem but mounts the guest's
 // filesystems itself: libguestfs (and virt-v2v 2.2) fail on /etc/fstab names like
 // /dev/disk/by-path/..., so each fstab entry is mapped to an appliance device from blkid facts

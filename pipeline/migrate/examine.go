@@ -1,25 +1,31 @@
 package migrate
 
 import (
-	"github.com/h2kvm/h2kvm/pipeline/machine"
-
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 
 	"github.com/h2kvm/h2kvm/daemon"
+	"github.com/h2kvm/h2kvm/fixers"
+	"github.com/h2kvm/h2kvm/fixers/all"
 	"github.com/h2kvm/h2kvm/fixers/gfs"
-	"github.com/h2kvm/h2kvm/fixers/linux"
 	"github.com/h2kvm/h2kvm/pipeline/host"
+	"github.com/h2kvm/h2kvm/pipeline/machine"
 	"github.com/h2kvm/h2kvm/vfs/source"
 )
 
 // Examination is what `h2kvm inspect` and `h2kvm plan` report: the VM, the guest's facts and
 // the fixes a migration would make. Nothing is written: the disks are attached read-only.
 type Examination struct {
-	VM    *machine.VM    `json:"vm"`
-	Facts *linux.Facts   `json:"facts"`
-	Plan  *linux.FixPlan `json:"plan,omitempty"`
+	VM *machine.VM `json:"vm"`
+	// Fixer names the fixer chosen for the guest; Facts and Plan are its facts and plan data
+	// (opaque JSON: for Linux the JSON of linux.Facts and linux.FixPlan), PlanSummary the
+	// plan's fixes and warnings.
+	Fixer       string              `json:"fixer,omitempty"`
+	Facts       json.RawMessage     `json:"facts"`
+	Plan        json.RawMessage     `json:"plan,omitempty"`
+	PlanSummary *fixers.PlanSummary `json:"plan_summary,omitempty"`
 	// Refusal says why the guest cannot be migrated (no OS, unsupported, no virtio kernel);
 	// the plan is then empty.
 	Refusal  string   `json:"refusal,omitempty"`
@@ -34,7 +40,9 @@ type ExamineOptions struct {
 	CacheLimit  int64
 	// Source configures the sources (credentials, TLS); the CLI builds it from the environment.
 	Source source.Config
-	Plan   linux.PlanOptions
+	Plan   fixers.PlanOptions
+	// Fixers are the guest fixers to choose from; nil means all.Fixers().
+	Fixers []fixers.Fixer
 	Log    *slog.Logger
 }
 
@@ -68,7 +76,18 @@ func Examine(ctx context.Context, src string, opt ExamineOptions) (*Examination,
 		return nil, err
 	}
 	defer sess.Close()
-	ex.Facts, err = linux.Inspect(ctx, sess.G())
+	fxs := opt.Fixers
+	if fxs == nil {
+		fxs = all.Fixers()
+	}
+	fx, _, err := fixers.Select(ctx, sess.G(), fxs)
+	if err == nil {
+		ex.Fixer = fx.Name()
+		var in *fixers.Inspection
+		if in, err = fx.Inspect(ctx, sess.G()); err == nil {
+			ex.Facts = in.Facts
+		}
+	}
 	if err != nil {
 		if isRefusal(err) {
 			ex.Refusal = err.Error()
@@ -84,10 +103,11 @@ func Examine(ctx context.Context, src string, opt ExamineOptions) (*Examination,
 			}
 		}
 	}
-	ex.Plan, err = linux.Plan(ex.Facts, popt)
+	p, err := fx.Plan(ex.Facts, popt)
 	if err != nil {
 		ex.Refusal = err.Error()
 		return &ex, notBootable("plan", err)
 	}
+	ex.Plan, ex.PlanSummary = p.Data, &p.PlanSummary
 	return &ex, nil
 }

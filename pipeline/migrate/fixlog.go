@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"github.com/h2kvm/h2kvm/fixers"
-	"github.com/h2kvm/h2kvm/fixers/linux"
 )
 
 // The FIX stage records each change in the job record as the fixers make it, so that a job
@@ -24,11 +23,8 @@ func (r *runner) newFixRecorder(ctx context.Context) *fixRecorder {
 	return &fixRecorder{r: r, ctx: context.WithoutCancel(ctx), prior: r.job.Fixes}
 }
 
-// option is the linux.Apply option that records each change as it is made.
-func (f *fixRecorder) option() linux.ApplyOption { return linux.OnChange(f.record) }
-
-// record adds one change of this run to the job record and saves the record before the fixers
-// go on.
+// record, the fixer's onChange callback, adds one change of this run to the job record and
+// saves the record before the fixers go on.
 func (f *fixRecorder) record(c fixers.Change) {
 	f.run.Add(c)
 	f.r.job.Fixes = mergeFixes(f.prior, &f.run)

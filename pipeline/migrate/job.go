@@ -4,10 +4,10 @@ import (
 	"github.com/h2kvm/h2kvm/pipeline/machine"
 	"github.com/h2kvm/h2kvm/pipeline/target"
 
+	"encoding/json"
 	"time"
 
 	"github.com/h2kvm/h2kvm/fixers"
-	"github.com/h2kvm/h2kvm/fixers/linux"
 )
 
 // Stage names a pipeline stage.
@@ -48,13 +48,21 @@ type Job struct {
 	Format string                `json:"format"`
 	Stages map[Stage]StageRecord `json:"stages"`
 
-	VM      *machine.VM    `json:"vm,omitempty"`
-	Exports []string       `json:"exports,omitempty"`
-	Disks   []DiskReport   `json:"disks,omitempty"`
-	Facts   *linux.Facts   `json:"facts,omitempty"`
-	Plan    *linux.FixPlan `json:"plan,omitempty"`
-	Fixes   *fixers.Report `json:"fixes,omitempty"`
-	Outputs []string       `json:"outputs,omitempty"`
+	VM      *machine.VM  `json:"vm,omitempty"`
+	Exports []string     `json:"exports,omitempty"`
+	Disks   []DiskReport `json:"disks,omitempty"`
+	// Fixer names the guest fixer chosen at INSPECT (fixers.Fixer.Name); Facts and Plan are
+	// its facts and plan data, opaque JSON only that fixer decodes, and PlanSummary the
+	// plan's fixes and warnings for people.
+	Fixer       string              `json:"fixer,omitempty"`
+	Facts       json.RawMessage     `json:"facts,omitempty"`
+	Plan        json.RawMessage     `json:"plan,omitempty"`
+	PlanSummary *fixers.PlanSummary `json:"plan_summary,omitempty"`
+	// GuestFirmware is the firmware the fixer found the guest booting with ("bios", "uefi",
+	// "" unknown).
+	GuestFirmware string         `json:"guest_firmware,omitempty"`
+	Fixes         *fixers.Report `json:"fixes,omitempty"`
+	Outputs       []string       `json:"outputs,omitempty"`
 	// Target is the output target's name (see Options.Target); Domain the definition it
 	// wrote (for libvirt: NAME.xml); Boot the boot test's evidence.
 	Target string             `json:"target,omitempty"`

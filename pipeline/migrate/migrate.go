@@ -17,8 +17,9 @@ import (
 	"time"
 
 	"github.com/h2kvm/h2kvm/daemon"
+	"github.com/h2kvm/h2kvm/fixers"
+	"github.com/h2kvm/h2kvm/fixers/all"
 	"github.com/h2kvm/h2kvm/fixers/gfs"
-	"github.com/h2kvm/h2kvm/fixers/linux"
 	"github.com/h2kvm/h2kvm/pipeline"
 	"github.com/h2kvm/h2kvm/pipeline/host"
 	"github.com/h2kvm/h2kvm/pipeline/target"
@@ -58,7 +59,9 @@ type Options struct {
 	// source when a digest differs from the manifest.
 	VerifyDisks bool
 	CacheLimit  int64
-	Plan        linux.PlanOptions
+	Plan        fixers.PlanOptions
+	// Fixers are the guest fixers INSPECT chooses from (fixers.Select); nil means all.Fixers().
+	Fixers []fixers.Fixer
 	// KeepState keeps OutputDir/.h2kvm (overlays, cache, job record) after success.
 	KeepState bool
 	Log       *slog.Logger
@@ -96,6 +99,7 @@ type runner struct {
 	state  string // OutputDir/.h2kvm
 	log    *slog.Logger
 	peak   atomic.Int64
+	fixer  fixers.Fixer // chosen at INSPECT
 }
 
 // Run migrates opt.Source into opt.OutputDir. It returns the job record, also on failure (with
@@ -378,10 +382,17 @@ func (r *runner) guestStages(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("inspect: %w", err)
 		}
-		r.job.Facts, err = linux.Inspect(ctx, sess.G())
+		fx, _, err := fixers.Select(ctx, sess.G(), r.fixerList())
 		if err != nil {
 			return notBootable("inspect", err)
 		}
+		r.fixer = fx
+		r.job.Fixer = fx.Name()
+		in, err := fx.Inspect(ctx, sess.G())
+		if err != nil {
+			return notBootable("inspect", err)
+		}
+		r.job.Facts, r.job.GuestFirmware = in.Facts, in.Firmware
 		return nil
 	})
 	if err != nil {
@@ -396,13 +407,13 @@ func (r *runner) guestStages(ctx context.Context) error {
 				}
 			}
 		}
-		p, err := linux.Plan(r.job.Facts, opt)
+		p, err := r.fixer.Plan(r.job.Facts, opt)
 		if err != nil {
 			return notBootable("plan", err)
 		}
-		r.job.Plan = p
+		r.job.Plan, r.job.PlanSummary = p.Data, &p.PlanSummary
 		for _, f := range p.Fixes {
-			r.emit(Event{Stage: Plan, Status: "plan", Message: fmt.Sprintf("%s: %s (%s)", f.ID, f.Reason, strings.Join(f.Files, ", "))})
+			r.emit(Event{Stage: Plan, Status: "plan", Message: f.String()})
 		}
 		return nil
 	})
@@ -414,7 +425,7 @@ func (r *runner) guestStages(ctx context.Context) error {
 			return errSkipped
 		}
 		rec := r.newFixRecorder(ctx)
-		rep, err := linux.Apply(ctx, sess.G(), r.job.Plan, rec.option())
+		rep, err := r.fixer.Apply(ctx, sess.G(), r.job.Facts, r.job.Plan, rec.record)
 		rec.finish(rep)
 		if err != nil {
 			return notBootable("fix", err)
@@ -431,8 +442,14 @@ func (r *runner) guestStages(ctx context.Context) error {
 }
 
 // isRefusal reports whether the fixers refused the guest.
-func isRefusal(err error) bool {
-	return errors.Is(err, linux.ErrNoOS) || errors.Is(err, linux.ErrUnsupported) || errors.Is(err, linux.ErrNotBootable)
+func isRefusal(err error) bool { return fixers.IsRefusal(err) }
+
+// fixerList is what INSPECT chooses the fixer from.
+func (r *runner) fixerList() []fixers.Fixer {
+	if r.opt.Fixers != nil {
+		return r.opt.Fixers
+	}
+	return all.Fixers()
 }
 
 // notBootable marks the errors that mean the guest cannot be made to boot.
@@ -506,7 +523,7 @@ func (r *runner) validate(ctx context.Context) error {
 		OutputDir: r.opt.OutputDir}
 	if in.Firmware == "" {
 		in.Firmware = "bios"
-		if r.job.Facts != nil && r.job.Facts.Firmware == "uefi" {
+		if r.job.GuestFirmware == "uefi" {
 			in.Firmware = "efi"
 		}
 	}

@@ -76,7 +76,7 @@ func markdown(j *Job) string {
 		b.Write(fb)
 		w("\n```\n")
 	}
-	if p := j.Plan; p != nil {
+	if p := j.PlanSummary; p != nil {
 		w("\n## Plan\n\n")
 		for _, f := range p.Fixes {
 			w("- **%s**: %s (%s)\n", f.ID, f.Reason, strings.Join(f.Files, ", "))
