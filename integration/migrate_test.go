@@ -134,7 +134,7 @@ func TestMigrateLocal(t *testing.T) {
 // must pass it too: the changes of a killed FIX are kept in the job record.
 func checkFixed(t *testing.T, j *migrate.Job) {
 	t.Helper()
-	if j.Plan == nil || len(j.Plan.Fixes) == 0 {
+	if j.PlanSummary == nil || len(j.PlanSummary.Fixes) == 0 {
 		t.Fatalf("report has no plan")
 	}
 	if j.Fixes == nil || len(j.Fixes.Changes) == 0 {
@@ -397,8 +397,8 @@ func TestMigrateRemote(t *testing.T) {
 			t.Errorf("dry run ran stage %s: %+v", st, r)
 		}
 	}
-	if j.Plan == nil || len(j.Plan.Fixes) == 0 || j.Fixes != nil {
-		t.Errorf("dry run: plan %+v, changes %+v", j.Plan, j.Fixes)
+	if j.PlanSummary == nil || len(j.PlanSummary.Fixes) == 0 || j.Fixes != nil {
+		t.Errorf("dry run: plan %+v, changes %+v", j.PlanSummary, j.Fixes)
 	}
 	if j.FetchedBytes <= 0 || j.FetchedBytes >= j.AllocatedBytes/2 {
 		t.Errorf("dry run fetched %s of %s allocated", mib(j.FetchedBytes), mib(j.AllocatedBytes))

@@ -27,6 +27,12 @@ func TestFixerAdapter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Reports print opaque facts re-indented: the same text as the facts printed directly.
+	direct, _ := json.MarshalIndent(f, "", "  ")
+	viaRaw, _ := json.MarshalIndent(json.RawMessage(facts), "", "  ")
+	if string(direct) != string(viaRaw) {
+		t.Errorf("facts print differently through json.RawMessage:\n%s\nwant\n%s", viaRaw, direct)
+	}
 	opt := fixers.PlanOptions{KeepMACs: []string{"00:50:56:a1:b2:01"}}
 	p, err := fx.Plan(facts, opt)
 	if err != nil {
