@@ -1,9 +1,6 @@
 package integration
 
 import (
-	"github.com/h2kvm/h2kvm/pipeline/machine"
-	"github.com/h2kvm/h2kvm/pipeline/target/libvirt"
-
 	"context"
 	"errors"
 	"os"
@@ -14,7 +11,9 @@ import (
 	"time"
 
 	"github.com/h2kvm/h2kvm/pipeline"
+	"github.com/h2kvm/h2kvm/pipeline/machine"
 	"github.com/h2kvm/h2kvm/pipeline/migrate"
+	"github.com/h2kvm/h2kvm/pipeline/target/libvirt"
 	"github.com/h2kvm/h2kvm/tools/guestbuild/guests"
 )
 

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"github.com/h2kvm/h2kvm/pipeline/convert"
-	"github.com/h2kvm/h2kvm/vfs/source"
-
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,6 +10,8 @@ import (
 	"time"
 
 	"github.com/h2kvm/h2kvm/daemon"
+	"github.com/h2kvm/h2kvm/pipeline/convert"
+	"github.com/h2kvm/h2kvm/vfs/source"
 )
 
 // ConvertCmd is `h2kvm convert`.

@@ -1,13 +1,12 @@
 package migrate
 
 import (
-	"github.com/h2kvm/h2kvm/pipeline/machine"
-	"github.com/h2kvm/h2kvm/pipeline/target"
-
 	"encoding/json"
 	"time"
 
 	"github.com/h2kvm/h2kvm/fixers"
+	"github.com/h2kvm/h2kvm/pipeline/machine"
+	"github.com/h2kvm/h2kvm/pipeline/target"
 )
 
 // Stage names a pipeline stage.

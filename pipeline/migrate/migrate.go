@@ -1,9 +1,6 @@
 package migrate
 
 import (
-	"github.com/h2kvm/h2kvm/pipeline/convert"
-	"github.com/h2kvm/h2kvm/pipeline/target/libvirt"
-
 	"context"
 	"errors"
 	"fmt"
@@ -21,8 +18,10 @@ import (
 	"github.com/h2kvm/h2kvm/fixers/all"
 	"github.com/h2kvm/h2kvm/fixers/gfs"
 	"github.com/h2kvm/h2kvm/pipeline"
+	"github.com/h2kvm/h2kvm/pipeline/convert"
 	"github.com/h2kvm/h2kvm/pipeline/host"
 	"github.com/h2kvm/h2kvm/pipeline/target"
+	"github.com/h2kvm/h2kvm/pipeline/target/libvirt"
 	"github.com/h2kvm/h2kvm/store"
 	"github.com/h2kvm/h2kvm/vfs/source"
 )

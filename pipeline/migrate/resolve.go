@@ -1,14 +1,13 @@
 package migrate
 
 import (
-	"github.com/h2kvm/h2kvm/pipeline/machine"
-
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/h2kvm/h2kvm/pipeline/machine"
 	"github.com/h2kvm/h2kvm/pipeline/resolve"
 	"github.com/h2kvm/h2kvm/pipeline/resolve/vsphere"
 	"github.com/h2kvm/h2kvm/vfs"

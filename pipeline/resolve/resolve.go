@@ -1,8 +1,6 @@
 package resolve
 
 import (
-	"github.com/h2kvm/h2kvm/pipeline/machine"
-
 	"context"
 	"fmt"
 	"net/url"
@@ -10,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/h2kvm/h2kvm/pipeline/machine"
 	"github.com/h2kvm/h2kvm/pipeline/resolve/vsphere"
 	"github.com/h2kvm/h2kvm/vfs"
 	"github.com/h2kvm/h2kvm/vfs/source/tarsrc"

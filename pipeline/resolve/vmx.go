@@ -1,14 +1,13 @@
 package resolve
 
 import (
-	"github.com/h2kvm/h2kvm/pipeline/machine"
-
 	"context"
 	"errors"
 	"fmt"
 	"path"
 	"strings"
 
+	"github.com/h2kvm/h2kvm/pipeline/machine"
 	"github.com/h2kvm/h2kvm/pipeline/resolve/vmx"
 	"github.com/h2kvm/h2kvm/vfs"
 )

@@ -1,8 +1,6 @@
 package vsphere
 
 import (
-	"github.com/h2kvm/h2kvm/pipeline/machine"
-
 	"context"
 	"fmt"
 	"net/url"
@@ -13,6 +11,8 @@ import (
 	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/h2kvm/h2kvm/pipeline/machine"
 )
 
 // DiskInfo is one virtual disk.

@@ -1,8 +1,6 @@
 package vsphere
 
 import (
-	"github.com/h2kvm/h2kvm/pipeline/machine"
-
 	"context"
 	"fmt"
 	"path"
@@ -13,6 +11,8 @@ import (
 	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/h2kvm/h2kvm/pipeline/machine"
 )
 
 // Resolve logs in, finds the VM of location and describes it (see the package doc).

@@ -1,12 +1,12 @@
 package libvirt
 
 import (
-	"github.com/h2kvm/h2kvm/pipeline/machine"
-
 	"fmt"
 	"os"
 
 	"libvirt.org/go/libvirtxml"
+
+	"github.com/h2kvm/h2kvm/pipeline/machine"
 )
 
 // DomainOptions are the choices of the KVM side that the source VM does not dictate.

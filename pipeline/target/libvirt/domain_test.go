@@ -1,13 +1,13 @@
 package libvirt
 
 import (
-	"github.com/h2kvm/h2kvm/pipeline/machine"
-
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/h2kvm/h2kvm/pipeline/machine"
 )
 
 // TestDomainValidates checks generated domains against libvirt's own schema.

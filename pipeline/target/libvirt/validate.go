@@ -1,9 +1,6 @@
 package libvirt
 
 import (
-	"github.com/h2kvm/h2kvm/pipeline"
-	"github.com/h2kvm/h2kvm/pipeline/machine"
-
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -16,7 +13,9 @@ import (
 
 	"libvirt.org/go/libvirtxml"
 
+	"github.com/h2kvm/h2kvm/pipeline"
 	"github.com/h2kvm/h2kvm/pipeline/bootproof"
+	"github.com/h2kvm/h2kvm/pipeline/machine"
 	"github.com/h2kvm/h2kvm/pipeline/target"
 )
 
