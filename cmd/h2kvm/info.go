@@ -26,7 +26,9 @@ type InfoCmd struct {
 }
 
 func (c *InfoCmd) Help() string {
-	return `Opens a VMDK and every parent it names, and prints the chain top link first, like
+	return `Opens a disk (its format detected from its first bytes; VMDK is the format h2kvm reads
+today, anything else is refused with exit 2) and every parent it names, and prints the chain
+top link first, like
 'qemu-img info --backing-chain': for each link its file, createType, CID and parentCID, the
 parent hint and where it was found, the virtual size, and each extent with its type, on-disk
 format, file and allocated bytes. Nothing is written; remote files are read, not copied.`
