@@ -67,6 +67,12 @@ func (m *OverlayMap) Commit(ctx context.Context, layout overlay.Layout, updates 
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	// Load refuses states it does not know: recording one would make the overlay unopenable.
+	for i, st := range updates {
+		if st > overlay.Trimmed {
+			return 0, fmt.Errorf("store: overlay %q: block %d: state %v is not one of absent, data, zeroed, trimmed", m.name, i, st)
+		}
+	}
 	var gen uint64
 	// Batch may run the function more than once, each time in a fresh transaction: it is
 	// idempotent given the transaction's starting state.

@@ -1,0 +1,185 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/h2kvm/h2kvm/store"
+	"github.com/h2kvm/h2kvm/vfs/overlay"
+	"github.com/h2kvm/h2kvm/vfs/overlay/mapstoretest"
+)
+
+// reopenable is a Store on a file that a test closes and opens again, as a daemon restart would.
+type reopenable struct {
+	path string
+	s    *store.Store
+}
+
+func newReopenable(t *testing.T) *reopenable {
+	t.Helper()
+	r := &reopenable{path: filepath.Join(t.TempDir(), "state.db")}
+	r.open(t)
+	t.Cleanup(func() {
+		if err := r.s.Check(context.Background()); err != nil {
+			t.Error(err)
+		}
+		if err := r.s.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return r
+}
+
+func (r *reopenable) open(t *testing.T) {
+	t.Helper()
+	s, err := store.Open(r.path, store.Options{LockTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.s = s
+}
+
+// restart closes the database (after checking its structure) and opens it again.
+func (r *reopenable) restart(t *testing.T) {
+	t.Helper()
+	if err := r.s.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r.open(t)
+}
+
+// TestOverlayMapContract runs the MapStore contract suite against OverlayMap, with a neighbour
+// overlay in the same database that must never be touched.
+func TestOverlayMapContract(t *testing.T) {
+	mapstoretest.Run(t, func(t *testing.T) (overlay.MapStore, func(*testing.T) overlay.MapStore) {
+		r := newReopenable(t)
+		ctx := context.Background()
+		l := overlay.Layout{BlockSize: 4096, Size: 1 << 20}
+		neighbour := map[int64]overlay.BlockState{0: overlay.Data, 3: overlay.Trimmed}
+		if _, err := r.s.OverlayMap("vm-disk1").Commit(ctx, l, neighbour); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			snap, err := r.s.OverlayMap("vm-disk1").Load(ctx)
+			if err != nil || snap.Generation != 1 || snap.Layout != l || len(snap.Blocks) != 2 ||
+				snap.Blocks[0] != overlay.Data || snap.Blocks[3] != overlay.Trimmed {
+				t.Errorf("neighbour overlay changed: %+v, %v", snap, err)
+			}
+		})
+		return r.s.OverlayMap("vm-disk0"), func(t *testing.T) overlay.MapStore {
+			r.restart(t)
+			return r.s.OverlayMap("vm-disk0")
+		}
+	})
+}
+
+// TestOverlayMapBatchRetry: a Commit that fails inside a shared bbolt batch makes bbolt run the
+// other commits of the batch again; each must still advance its generation exactly once.
+func TestOverlayMapBatchRetry(t *testing.T) {
+	ctx := context.Background()
+	s := newReopenable(t).s
+	l := overlay.Layout{BlockSize: 4096, Size: 1 << 20}
+	const maps, rounds = 6, 15
+	var wg sync.WaitGroup
+	for k := range maps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range rounds {
+				gen, err := s.OverlayMap(fmt.Sprint("m", k)).Commit(ctx, l, map[int64]overlay.BlockState{int64(i): overlay.Data})
+				if err != nil || gen != uint64(i+1) {
+					t.Errorf("map %d commit %d: generation %d, %v", k, i, gen, err)
+				}
+			}
+		}()
+		wg.Add(1)
+		go func() { // bbolt refuses an empty bucket name: this commit fails in the batch
+			defer wg.Done()
+			for range rounds {
+				if _, err := s.OverlayMap("").Commit(ctx, l, map[int64]overlay.BlockState{1: overlay.Data}); err == nil {
+					t.Error("commit of an overlay with an empty name succeeded")
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for k := range maps {
+		snap, err := s.OverlayMap(fmt.Sprint("m", k)).Load(ctx)
+		if err != nil || snap.Generation != rounds || len(snap.Blocks) != rounds {
+			t.Errorf("map %d: generation %d, %d blocks, %v; want %d, %d", k, snap.Generation, len(snap.Blocks), err, rounds, rounds)
+		}
+	}
+}
+
+// TestOverlayMapLoadDuringCommit: the store allows every method concurrently, so a Load racing
+// with commits of the same map sees the map after some whole number of commits. Commit g
+// replaces the blocks of commit g-1 by its own 50 blocks.
+func TestOverlayMapLoadDuringCommit(t *testing.T) {
+	ctx := context.Background()
+	m := newReopenable(t).s.OverlayMap("vm")
+	l := overlay.Layout{BlockSize: 4096, Size: 1 << 30}
+	const commits, width = 60, 50
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				snap, err := m.Load(ctx)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if err := commitShape(snap, width); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	for g := int64(1); g <= commits; g++ {
+		up := map[int64]overlay.BlockState{}
+		for i := range int64(width) {
+			up[(g-1)*width+i] = overlay.Absent
+			up[g*width+i] = overlay.BlockState(1 + g%3)
+		}
+		if _, err := m.Commit(ctx, l, up); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	wg.Wait()
+}
+
+// commitShape checks that snap holds exactly the blocks commit snap.Generation left.
+func commitShape(snap overlay.Snapshot, width int64) error {
+	g := int64(snap.Generation)
+	if g == 0 {
+		if len(snap.Blocks) != 0 {
+			return fmt.Errorf("generation 0 with %d blocks", len(snap.Blocks))
+		}
+		return nil
+	}
+	if len(snap.Blocks) != int(width) {
+		return fmt.Errorf("generation %d: %d blocks, want %d", g, len(snap.Blocks), width)
+	}
+	for i := range width {
+		if st := snap.Blocks[g*width+i]; st != overlay.BlockState(1+g%3) {
+			return fmt.Errorf("generation %d: block %d is %v", g, g*width+i, st)
+		}
+	}
+	return nil
+}
