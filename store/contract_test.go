@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/h2kvm/h2kvm/store"
+	"github.com/h2kvm/h2kvm/vfs/cache"
+	"github.com/h2kvm/h2kvm/vfs/cache/indextest"
 	"github.com/h2kvm/h2kvm/vfs/overlay"
 	"github.com/h2kvm/h2kvm/vfs/overlay/mapstoretest"
 )
@@ -182,4 +185,33 @@ func commitShape(snap overlay.Snapshot, width int64) error {
 		}
 	}
 	return nil
+}
+
+// TestCacheIndexContract runs the Index contract suite against CacheIndex, with a neighbour
+// cache in the same database that must never be touched.
+func TestCacheIndexContract(t *testing.T) {
+	indextest.Run(t, func(t *testing.T) (cache.Index, func(*testing.T) cache.Index) {
+		r := newReopenable(t)
+		ctx := context.Background()
+		l := cache.Layout{ChunkSize: 1 << 20, SourceSize: 1 << 30}
+		neighbour := []cache.ChunkInfo{{Index: 0, Seq: 1}, {Index: 1, Seq: 2, Priority: true}}
+		nb := r.s.CacheIndex("https://esx/folder/b-flat.vmdk@etag1")
+		if _, err := nb.Load(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+		if err := nb.MarkPresent(ctx, neighbour); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			cs, err := r.s.CacheIndex("https://esx/folder/b-flat.vmdk@etag1").Load(ctx, l)
+			if err != nil || !slices.Equal(cs, neighbour) {
+				t.Errorf("neighbour cache changed: %+v, %v", cs, err)
+			}
+		})
+		const id = "https://esx/folder/a-flat.vmdk@etag1"
+		return r.s.CacheIndex(id), func(t *testing.T) cache.Index {
+			r.restart(t)
+			return r.s.CacheIndex(id)
+		}
+	})
 }

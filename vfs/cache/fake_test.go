@@ -142,12 +142,15 @@ func (m *memIndex) Load(ctx context.Context, l cache.Layout) ([]cache.ChunkInfo,
 func (m *memIndex) MarkPresent(ctx context.Context, cs []cache.ChunkInfo) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// Check every chunk before recording any: each call is one atomic update.
 	for _, c := range cs {
 		if m.check != nil {
 			if err := m.check(c); err != nil {
 				return err
 			}
 		}
+	}
+	for _, c := range cs {
 		m.chunks[c.Index] = c
 	}
 	m.marks++
