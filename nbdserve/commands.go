@@ -52,8 +52,8 @@ func (c *conn) handle(e *export, req request, payload *[]byte) {
 			err = e.w.Trim(ctx, off, n)
 		}
 	case cmdCache:
-		if e.prefetch != nil && n > 0 {
-			err = e.prefetch.Prefetch(ctx, off, n)
+		if n > 0 {
+			err = vfs.Prefetch(ctx, e.dev, off, n)
 		}
 		fua = false
 	case cmdBlockStatus:
@@ -90,7 +90,7 @@ func readFull(ctx context.Context, dev vfs.Device, p []byte, off int64) error {
 
 // read answers a READ. Data that must be read into memory is read completely before anything
 // is sent, so a device error becomes a clean error reply. Data the device maps to local files
-// (FileMapper) is sent with sendfile(2) while the reply is written; a file that fails then
+// (vfs.FileMapper) is sent with sendfile(2) while the reply is written; a file that fails then
 // (it shrank under us) cuts the connection, as a reply cannot be taken back.
 func (c *conn) read(ctx context.Context, e *export, req request) {
 	off, n := int64(req.off), int(req.length)
@@ -117,7 +117,7 @@ func (c *conn) read(ctx context.Context, e *export, req request) {
 	defer putBuf(p)
 	buf := *p
 	var raw syscall.RawConn
-	fm, _ := e.dev.(FileMapper)
+	fm, _ := e.dev.(vfs.FileMapper)
 	if fm != nil {
 		raw = sendable(c.netConn())
 	}

@@ -15,8 +15,8 @@
 //
 // Transmission: READ (structured replies send OFFSET_DATA and OFFSET_HOLE chunks following the
 // device's Extents; simple replies otherwise), WRITE, FLUSH, TRIM, WRITE_ZEROES (NO_HOLE selects
-// Writable.Zero, otherwise Trim, which also reads back as zeros; FAST_ZERO needs a FastZeroer),
-// CACHE (Prefetcher, else a no-op), BLOCK_STATUS (REQ_ONE honoured) and DISC (requests in flight
+// Writable.Zero, otherwise Trim, which also reads back as zeros; FAST_ZERO needs a
+// vfs.FastZeroer), CACHE (vfs.Prefetch: the device's Prefetcher, else a read of its data extents), BLOCK_STATUS (REQ_ONE honoured) and DISC (requests in flight
 // finish first). FUA is a Flush after the command. Exports of devices that are not
 // vfs.Writable, or added ReadOnly, advertise NBD_FLAG_READ_ONLY and answer writes with EPERM.
 //
@@ -27,7 +27,7 @@
 // (pooled; the reader stops reading while the cap is reached). Replies are written whole under
 // a per-connection mutex, in completion order. A READ is read from the device completely before
 // its reply is sent, so device errors never force a hard disconnect — except bytes that a
-// FileMapper device maps to local files, which are sent with sendfile(2) as the reply is
+// vfs.FileMapper device maps to local files, which are sent with sendfile(2) as the reply is
 // written; a file that fails then cuts the connection. Each request runs with the
 // connection's context, cancelled when the connection dies or its export is removed.
 //

@@ -8,20 +8,9 @@ import (
 	"net"
 	"os"
 	"syscall"
-)
 
-// FileMapper is a device that knows where its bytes are stored verbatim in local files
-// (vmdk.Chain: flat extents and uncompressed sparse grains of local files). READ replies for
-// such bytes are sent with sendfile(2), from the page cache straight to the socket, instead of
-// being read into a buffer and written out: one copy fewer, or none where the kernel splices
-// pages into the socket.
-//
-// MapFile answers for a prefix of m > 0 bytes of [off, off+length): with f != nil they are bytes
-// [fileOff, fileOff+m) of f; with f == nil they must be read with ReadAt. f stays owned by the
-// device and open while the device is. It MUST be safe for concurrent use.
-type FileMapper interface {
-	MapFile(ctx context.Context, off, length int64) (f *os.File, fileOff, m int64, err error)
-}
+	"github.com/h2kvm/h2kvm/vfs"
+)
 
 // part is one piece of a reply: bytes in memory, or a range of a local file.
 type part struct {
@@ -35,7 +24,7 @@ type part struct {
 // file ranges where the device maps them, memory elsewhere (the memory parts point into buf,
 // which covers the request starting at reqOff, and are filled by the caller). It returns nil
 // when nothing maps to a file, and then the caller reads everything as before.
-func planData(ctx context.Context, fm FileMapper, buf []byte, reqOff, off, n int64) ([]part, error) {
+func planData(ctx context.Context, fm vfs.FileMapper, buf []byte, reqOff, off, n int64) ([]part, error) {
 	var parts []part
 	mapped := false
 	for pos, end := off, off+n; pos < end; {

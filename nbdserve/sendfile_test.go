@@ -34,7 +34,7 @@ func (d *mappedDevice) MapFile(ctx context.Context, off, length int64) (*os.File
 	return d.f, off + d.shift, m, nil
 }
 
-var _ FileMapper = (*mappedDevice)(nil)
+var _ vfs.FileMapper = (*mappedDevice)(nil)
 
 func newMappedDevice(t *testing.T) (*mappedDevice, []byte) {
 	t.Helper()

@@ -49,18 +49,6 @@ type ExportOptions struct {
 	MultiConn *bool
 }
 
-// Prefetcher is a device that can start fetching a range ahead of reads (NBD_CMD_CACHE).
-type Prefetcher interface {
-	Prefetch(ctx context.Context, off, length int64) error
-}
-
-// FastZeroer is a writable device that knows whether zeroing a range is cheaper than writing
-// zeros to it. Exports of such devices advertise NBD_FLAG_SEND_FAST_ZERO; a WRITE_ZEROES with
-// NBD_CMD_FLAG_FAST_ZERO on a range where CanZeroFast is false fails with ENOTSUP, untouched.
-type FastZeroer interface {
-	CanZeroFast(off, length int64) bool
-}
-
 // Server serves NBD exports of vfs devices. It may serve several listeners at once. All methods
 // may be called concurrently.
 type Server struct {
@@ -85,8 +73,7 @@ type export struct {
 	dev       vfs.Device
 	w         vfs.Writable // nil for read-only exports
 	multiConn bool
-	fastZero  FastZeroer // nil unless writable and the device implements it
-	prefetch  Prefetcher
+	fastZero  vfs.FastZeroer // nil unless writable and the device implements it
 	stats     counters
 }
 
@@ -133,11 +120,10 @@ func (s *Server) AddExport(name string, dev vfs.Device, eo ExportOptions) error 
 	e := &export{name: name, desc: eo.Description, dev: dev}
 	if w, ok := dev.(vfs.Writable); ok && !eo.ReadOnly {
 		e.w = w
-		if fz, ok := dev.(FastZeroer); ok {
+		if fz, ok := dev.(vfs.FastZeroer); ok {
 			e.fastZero = fz
 		}
 	}
-	e.prefetch, _ = dev.(Prefetcher)
 	e.multiConn = e.w == nil
 	if eo.MultiConn != nil {
 		e.multiConn = *eo.MultiConn

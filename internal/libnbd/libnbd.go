@@ -54,6 +54,10 @@ static int64_t h2_get_size(struct nbd_handle *h, h2_err *e) {
 static int64_t h2_get_block_size(struct nbd_handle *h, int which, h2_err *e) {
 	int64_t r = nbd_get_block_size(h, which); if (r == -1) h2_save(e); return r;
 }
+static int64_t h2_aio_cache(struct nbd_handle *h, uint64_t n, uint64_t off, h2_err *e) {
+	nbd_completion_callback none = { 0 };
+	int64_t r = nbd_aio_cache(h, n, off, none, 0); if (r == -1) h2_save(e); return r;
+}
 static int64_t h2_aio_pread(struct nbd_handle *h, void *buf, size_t n, uint64_t off, h2_err *e) {
 	nbd_completion_callback none = { 0 };
 	int64_t r = nbd_aio_pread(h, buf, n, off, none, 0); if (r == -1) h2_save(e); return r;
@@ -334,6 +338,38 @@ func (h *Handle) Pread(ctx context.Context, p []byte, off int64) error {
 			err := toErr("nbd_poll", &e)
 			h.closeLocked()
 			C.free(buf)
+			return err
+		}
+	}
+}
+
+// Cache asks the server to prefetch length bytes at off (NBD_CMD_CACHE) and waits for its
+// answer. Like Pread, a ctx that ends mid-command closes the connection.
+func (h *Handle) Cache(ctx context.Context, off, length int64) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.h == nil {
+		return ErrClosed
+	}
+	var e C.h2_err
+	cookie := C.h2_aio_cache(h.h, C.uint64_t(length), C.uint64_t(off), &e)
+	if cookie == -1 {
+		return toErr("nbd_aio_cache", &e)
+	}
+	for {
+		switch C.h2_aio_command_completed(h.h, cookie, &e) {
+		case 1:
+			return nil
+		case -1:
+			return toErr("nbd_cache", &e)
+		}
+		if err := ctx.Err(); err != nil {
+			h.closeLocked()
+			return err
+		}
+		if C.h2_poll(h.h, pollInterval, &e) == -1 {
+			err := toErr("nbd_poll", &e)
+			h.closeLocked()
 			return err
 		}
 	}

@@ -8,12 +8,6 @@ import (
 	"github.com/h2kvm/h2kvm/vfs"
 )
 
-// fileMapper is a base device that knows where its bytes lie verbatim in local files
-// (vmdk.Chain.MapFile).
-type fileMapper interface {
-	MapFile(ctx context.Context, off, length int64) (f *os.File, fileOff, m int64, err error)
-}
-
 // MapFile reports where the overlay's bytes at [off, off+length) are stored verbatim in a local
 // file, so that a front end can send them with sendfile(2): blocks written to the overlay are
 // in the overlay file at their own offset; blocks never written are where the base says, when
@@ -41,7 +35,7 @@ func (o *Overlay) MapFile(ctx context.Context, off, length int64) (*os.File, int
 	case Data:
 		return o.f, off, m, nil
 	case Absent:
-		bm, ok := o.base.(fileMapper)
+		bm, ok := o.base.(vfs.FileMapper)
 		if !ok {
 			return nil, 0, m, nil
 		}

@@ -49,6 +49,7 @@ const (
 // openSparse opens the KDMV file src as an extent. It reads the header, the stream footer or
 // marker map when the grain directory is at the end, and the grain directory.
 func openSparse(ctx context.Context, src vfs.Source) (*sparseExtent, error) {
+	vfs.Prioritize(src, 0, sectorSize)
 	hb := make([]byte, sectorSize)
 	if err := vfs.ReadFull(ctx, src, hb, 0); err != nil {
 		return nil, fmt.Errorf("vmdk: %s: sparse header: %w", src.Name(), err)
@@ -78,6 +79,10 @@ func openSparse(ctx context.Context, src vfs.Source) (*sparseExtent, error) {
 		return nil, fmt.Errorf("vmdk: %s: embedded descriptor at sector %d (+%d) past the end of the file (%d bytes): %w",
 			src.Name(), h.descriptorOffset, h.descriptorSize, s.fileSize, vfs.ErrTruncated)
 	}
+	// The metadata a reader comes back to: the header, the embedded descriptor and, in hosted
+	// sparse files, the grain directories and tables, all before the first grain. Tables of
+	// stream-optimized files lie between the grains and are named as they are read.
+	vfs.Prioritize(src, 0, int64(h.overHead)*sectorSize)
 	if h.uncleanShutdown {
 		s.notes = append(s.notes, "header says the file was not closed cleanly")
 	}
@@ -166,6 +171,7 @@ func (s *sparseExtent) readDirectory(ctx context.Context, sector uint64, what st
 			what, sector, nbytes, s.fileSize, vfs.ErrTruncated)
 	}
 	b := make([]byte, nbytes)
+	vfs.Prioritize(s.src, int64(sector)*sectorSize, nbytes)
 	if err := vfs.ReadFull(ctx, s.src, b, int64(sector)*sectorSize); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
@@ -244,6 +250,7 @@ func (s *sparseExtent) loadTable(ctx context.Context, gdi uint32) ([]uint32, err
 func (s *sparseExtent) readTable(ctx context.Context, sector uint32) ([]uint32, error) {
 	b := make([]byte, s.gtBytes)
 	off := int64(sector) * sectorSize
+	vfs.Prioritize(s.src, off, s.gtBytes)
 	if err := vfs.ReadFull(ctx, s.src, b, off); err != nil {
 		return nil, err
 	}
