@@ -1,6 +1,6 @@
 // Package libnbd is a small cgo binding to libnbd (1.14, pkg-config libnbd): just what h2kvm's
 // NBD source needs — create, export name, connect (URI, Unix socket, TCP), size, block size,
-// the can_* flags, pread, shutdown, close.
+// the can_* flags, pread, block status (base:allocation), shutdown, close.
 //
 // Contract:
 //   - Connect and Pread use libnbd's asynchronous calls and poll in short steps, so a context

@@ -3,6 +3,7 @@ package libnbd
 /*
 #cgo pkg-config: libnbd
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 #include <libnbd.h>
 
@@ -64,6 +65,35 @@ static int64_t h2_aio_pread(struct nbd_handle *h, void *buf, size_t n, uint64_t 
 }
 static int h2_aio_command_completed(struct nbd_handle *h, int64_t cookie, h2_err *e) {
 	int r = nbd_aio_command_completed(h, (uint64_t)cookie); if (r == -1) h2_save(e); return r;
+}
+static int h2_add_meta_context(struct nbd_handle *h, const char *n, h2_err *e) {
+	int r = nbd_add_meta_context(h, n); if (r == -1) h2_save(e); return r;
+}
+static int h2_can_meta_context(struct nbd_handle *h, const char *n, h2_err *e) {
+	int r = nbd_can_meta_context(h, n); if (r == -1) h2_save(e); return r;
+}
+
+// h2_bs collects the base:allocation descriptors (length, flags pairs) of one block status
+// reply. It lives in C memory: libnbd calls h2_bs_cb after nbd_aio_block_status returns.
+typedef struct { uint32_t *e; size_t n, cap; } h2_bs;
+
+static int h2_bs_cb(void *ud, const char *metacontext, uint64_t off, uint32_t *entries, size_t nr, int *error) {
+	h2_bs *b = ud;
+	if (strcmp(metacontext, LIBNBD_CONTEXT_BASE_ALLOCATION) != 0) return 0;
+	if (b->n + nr > b->cap) {
+		size_t cap = 2 * (b->n + nr);
+		uint32_t *p = realloc(b->e, cap * sizeof *p);
+		if (!p) { *error = ENOMEM; return -1; }
+		b->e = p; b->cap = cap;
+	}
+	memcpy(b->e + b->n, entries, nr * sizeof *entries);
+	b->n += nr;
+	return 0;
+}
+static int64_t h2_aio_block_status(struct nbd_handle *h, h2_bs *b, uint64_t count, uint64_t off, uint32_t flags, h2_err *e) {
+	nbd_extent_callback cb = { .callback = h2_bs_cb, .user_data = b };
+	nbd_completion_callback none = { 0 };
+	int64_t r = nbd_aio_block_status(h, count, off, cb, none, flags); if (r == -1) h2_save(e); return r;
 }
 */
 import "C"
@@ -319,28 +349,110 @@ func (h *Handle) Pread(ctx context.Context, p []byte, off int64) error {
 		C.free(buf)
 		return toErr("nbd_aio_pread", &e)
 	}
+	err := h.awaitLocked(ctx, "nbd_pread", cookie)
+	if err == nil {
+		copy(p, unsafe.Slice((*byte)(buf), len(p)))
+	}
+	C.free(buf)
+	return err
+}
+
+// awaitLocked polls until the command with the given cookie completes. When ctx ends first, or
+// the connection fails, it closes the handle, so that the reply can no longer land in memory
+// the caller frees once it returns.
+func (h *Handle) awaitLocked(ctx context.Context, op string, cookie C.int64_t) error {
+	var e C.h2_err
 	for {
 		switch C.h2_aio_command_completed(h.h, cookie, &e) {
 		case 1:
-			copy(p, unsafe.Slice((*byte)(buf), len(p)))
-			C.free(buf)
 			return nil
 		case -1:
-			C.free(buf)
-			return toErr("nbd_pread", &e)
+			return toErr(op, &e)
 		}
 		if err := ctx.Err(); err != nil {
-			h.closeLocked() // the reply can no longer land in buf
-			C.free(buf)
+			h.closeLocked()
 			return err
 		}
 		if C.h2_poll(h.h, pollInterval, &e) == -1 {
 			err := toErr("nbd_poll", &e)
 			h.closeLocked()
-			C.free(buf)
 			return err
 		}
 	}
+}
+
+// MetaContextBaseAllocation is the metadata context BlockStatus reports.
+const MetaContextBaseAllocation = "base:allocation"
+
+// AddMetaContext asks the server, when connecting, for a metadata context (call it before
+// Connect*). BlockStatus needs MetaContextBaseAllocation.
+func (h *Handle) AddMetaContext(name string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.h == nil {
+		return ErrClosed
+	}
+	cs := C.CString(name)
+	defer C.free(unsafe.Pointer(cs))
+	var e C.h2_err
+	if C.h2_add_meta_context(h.h, cs, &e) == -1 {
+		return toErr("nbd_add_meta_context", &e)
+	}
+	return nil
+}
+
+// CanMetaContext reports whether the server agreed to the metadata context name.
+func (h *Handle) CanMetaContext(name string) (bool, error) {
+	cs := C.CString(name)
+	defer C.free(unsafe.Pointer(cs))
+	return h.flag("nbd_can_meta_context", func(p *C.struct_nbd_handle, e *C.h2_err) C.int { return C.h2_can_meta_context(p, cs, e) })
+}
+
+// Block status flags of the base:allocation context.
+const (
+	StateHole = 1 // not allocated
+	StateZero = 2 // reads as zeros
+)
+
+// Status is one base:allocation descriptor: Len bytes with the given State* flags.
+type Status struct {
+	Len   int64
+	Flags uint32
+}
+
+// BlockStatus asks for the base:allocation status of [off, off+length) (length < 4 GiB) and
+// returns the descriptors in order from off, as the server sent them: they may cover less than
+// length (callers loop), and the last one may run past it. The handle must have been connected
+// after AddMetaContext(MetaContextBaseAllocation). Like Pread, it gives up when ctx ends and
+// the handle is then dead.
+func (h *Handle) BlockStatus(ctx context.Context, off, length int64) ([]Status, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.h == nil {
+		return nil, ErrClosed
+	}
+	b := (*C.h2_bs)(C.calloc(1, C.size_t(unsafe.Sizeof(C.h2_bs{}))))
+	if b == nil {
+		return nil, &Error{Op: "nbd_aio_block_status", Msg: "out of memory", Errno: syscall.ENOMEM}
+	}
+	defer func() {
+		C.free(unsafe.Pointer(b.e))
+		C.free(unsafe.Pointer(b))
+	}()
+	var e C.h2_err
+	cookie := C.h2_aio_block_status(h.h, b, C.uint64_t(length), C.uint64_t(off), 0, &e)
+	if cookie == -1 {
+		return nil, toErr("nbd_aio_block_status", &e)
+	}
+	if err := h.awaitLocked(ctx, "nbd_block_status", cookie); err != nil {
+		return nil, err
+	}
+	entries := unsafe.Slice(b.e, b.n)
+	out := make([]Status, 0, len(entries)/2)
+	for i := 0; i+1 < len(entries); i += 2 {
+		out = append(out, Status{Len: int64(entries[i]), Flags: uint32(entries[i+1])})
+	}
+	return out, nil
 }
 
 // Cache asks the server to prefetch length bytes at off (NBD_CMD_CACHE) and waits for its
