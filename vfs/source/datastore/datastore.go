@@ -3,24 +3,16 @@ package datastore
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"net/url"
 	"path"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/vmware/govmomi/fault"
-	"github.com/vmware/govmomi/session"
-	"github.com/vmware/govmomi/vim25"
-	"github.com/vmware/govmomi/vim25/soap"
-	"github.com/vmware/govmomi/vim25/types"
-	"golang.org/x/sync/singleflight"
-
 	"github.com/h2kvm/h2kvm/vfs"
 	"github.com/h2kvm/h2kvm/vfs/source/httpsrc"
-	"github.com/h2kvm/h2kvm/vfs/source/retry"
 	"github.com/h2kvm/h2kvm/vfs/source/stats"
+	"github.com/h2kvm/h2kvm/vfs/source/vsession"
 )
 
 // FolderRoot is the URL path under which a vSphere host serves datastore files.
@@ -41,6 +33,11 @@ type Options struct {
 	Password string
 	// KeepAlive is the session keep-alive interval: 0 means DefaultKeepAlive, negative none.
 	KeepAlive time.Duration
+	// Session, when set, is a logged-in session of the URL's host (the inventory resolver's,
+	// so that one login serves both): the opener neither logs in nor out, User, Password and
+	// KeepAlive are ignored, and its transport carries the range requests unless HTTP sets
+	// one. Renewals after refused requests go through it and count in its own Stats.
+	Session *vsession.Session
 }
 
 // IsDatastoreURL reports whether u names a datastore file: http(s)://HOST/folder/…?dsName=….
@@ -51,10 +48,11 @@ func IsDatastoreURL(u *url.URL) bool {
 // Opener opens datastore files of one vSphere host or vCenter through one session.
 type Opener struct {
 	*httpsrc.Opener
-	sess *vsession
+	sess *vsession.Session
+	own  bool // the opener logged in, so it logs out on Close
 
-	stop chan struct{}
-	done chan struct{}
+	closeOnce sync.Once
+	closeErr  error
 }
 
 var (
@@ -62,8 +60,9 @@ var (
 	_ stats.Reporter = (*Opener)(nil)
 )
 
-// NewOpener logs in to the server of first (a datastore URL) and returns an opener for files
-// of its datastores. Login failures are permanent; network failures are retried.
+// NewOpener logs in to the server of first (a datastore URL), or takes opts.Session, and
+// returns an opener for files of its datastores. Login failures are permanent; network
+// failures are retried.
 func NewOpener(ctx context.Context, first string, opts Options) (*Opener, error) {
 	u, err := url.Parse(first)
 	if err != nil {
@@ -75,6 +74,42 @@ func NewOpener(ctx context.Context, first string, opts Options) (*Opener, error)
 	if _, set := u.User.Password(); set {
 		return nil, fmt.Errorf("datastore: %s: a password in the URL is not allowed; pass it through the environment or a file", httpsrc.Redact(u))
 	}
+	if opts.HTTP.Stats == nil {
+		opts.HTTP.Stats = new(stats.Counter)
+	}
+	sess, own := opts.Session, false
+	if sess != nil {
+		if !strings.EqualFold(sess.Host(), u.Host) {
+			return nil, fmt.Errorf("datastore: %s: the session given is one of %s, not of this host", httpsrc.Redact(u), sess.Host())
+		}
+		if opts.HTTP.Transport == nil {
+			opts.HTTP.Transport = sess.Transport()
+		}
+	} else {
+		if sess, err = login(ctx, u, &opts); err != nil {
+			return nil, err
+		}
+		own = true
+	}
+	hopts := opts.HTTP
+	hopts.Auth = sess
+	hopts.Root = FolderRoot
+	hopts.MapAbsolute = mapVMFS
+	clean := *u
+	clean.User = nil
+	ho, err := httpsrc.NewOpener(clean.String(), hopts)
+	if err != nil {
+		if own {
+			logout(sess)
+		}
+		return nil, fmt.Errorf("datastore: %w", err)
+	}
+	return &Opener{Opener: ho, sess: sess, own: own}, nil
+}
+
+// login opens the opener's own session over the transport its range requests use, and sets
+// that transport in opts.
+func login(ctx context.Context, u *url.URL, opts *Options) (*vsession.Session, error) {
 	user := opts.User
 	if user == "" && u.User != nil {
 		user = u.User.Username()
@@ -82,52 +117,32 @@ func NewOpener(ctx context.Context, first string, opts Options) (*Opener, error)
 	if user == "" || opts.Password == "" {
 		return nil, fmt.Errorf("datastore: %s: a vSphere user and password are needed (user in the URL or the environment, password in the environment or a file)", httpsrc.Redact(u))
 	}
-	if opts.HTTP.Stats == nil {
-		opts.HTTP.Stats = new(stats.Counter)
-	}
-	rt := opts.HTTP.Transport
-	if rt == nil {
+	if opts.HTTP.Transport == nil {
 		t, err := httpsrc.NewTransport(opts.HTTP.TLS)
 		if err != nil {
 			return nil, fmt.Errorf("datastore: %w", err)
 		}
-		rt = t
 		opts.HTTP.Transport = t
 	}
-	s := &vsession{
-		sdk:      &url.URL{Scheme: u.Scheme, Host: u.Host, Path: "/sdk"},
-		user:     user,
-		password: opts.Password,
-		rt:       rt,
-		policy:   opts.HTTP.Retry,
-		stats:    opts.HTTP.Stats,
-	}
-	if err := s.login(ctx); err != nil {
-		return nil, err
-	}
-	hopts := opts.HTTP
-	hopts.Auth = s
-	hopts.Root = FolderRoot
-	hopts.MapAbsolute = mapVMFS
-	clean := *u
-	clean.User = nil
-	ho, err := httpsrc.NewOpener(clean.String(), hopts)
-	if err != nil {
-		s.logout()
-		return nil, fmt.Errorf("datastore: %w", err)
-	}
-	o := &Opener{Opener: ho, sess: s, stop: make(chan struct{}), done: make(chan struct{})}
 	ka := opts.KeepAlive
 	if ka == 0 {
 		ka = DefaultKeepAlive
 	}
-	if ka > 0 {
-		go o.keepAlive(ka)
-	} else {
-		close(o.done)
+	sess, err := vsession.Login(ctx, vsession.Config{
+		Host: u.Host, Scheme: u.Scheme, User: user, Password: opts.Password,
+		Transport: opts.HTTP.Transport, Retry: opts.HTTP.Retry, Stats: opts.HTTP.Stats, KeepAlive: ka,
+	})
+	if err != nil {
+		if ctx.Err() != nil && err == ctx.Err() {
+			return nil, err
+		}
+		return nil, fmt.Errorf("datastore: %w", err)
 	}
-	return o, nil
+	return sess, nil
 }
+
+// Session is the vSphere session the opener reads with.
+func (o *Opener) Session() *vsession.Session { return o.sess }
 
 // mapVMFS maps a parent hint /vmfs/volumes/DSNAME/rest on the URL's own datastore to
 // /folder/rest. Hints naming a datastore by UUID or another datastore are not mapped (and so
@@ -144,188 +159,22 @@ func mapVMFS(base *url.URL, p string) (string, bool) {
 	return FolderRoot + file, true
 }
 
-// keepAlive makes a cheap call every interval and logs in again when the session is gone.
-func (o *Opener) keepAlive(every time.Duration) {
-	defer close(o.done)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-o.stop:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), every)
-			_ = o.sess.check(ctx)
-			cancel()
-		}
-	}
-}
-
-// Close stops the keep-alive and logs out. Sources opened through o must not be used after.
+// Close logs out when the opener logged in itself (a session given in Options stays its
+// owner's). Sources opened through o must not be used after. Close is idempotent.
 func (o *Opener) Close() error {
-	select {
-	case <-o.stop:
-		return nil
-	default:
-	}
-	close(o.stop)
-	<-o.done
-	o.sess.logout()
-	return o.Opener.Close()
-}
-
-// vsession is one vSphere login whose cookie authorizes datastore range requests.
-type vsession struct {
-	// set once
-	sdk            *url.URL
-	user, password string
-	rt             http.RoundTripper
-	policy         retry.Policy
-	stats          *stats.Counter
-	sf             singleflight.Group
-
-	mu     sync.Mutex // guards below; never held during I/O
-	cookie string
-	gen    uint64
-	client *vim25.Client
-}
-
-var _ httpsrc.Authorizer = (*vsession)(nil)
-
-// Authorize adds the session cookie.
-func (s *vsession) Authorize(ctx context.Context, req *http.Request) (uint64, error) {
-	s.mu.Lock()
-	c, g := s.cookie, s.gen
-	s.mu.Unlock()
-	req.AddCookie(&http.Cookie{Name: soap.SessionCookieName, Value: c})
-	return g, nil
-}
-
-// Renew logs in again unless a login newer than gen happened already. Concurrent callers share
-// one login.
-func (s *vsession) Renew(ctx context.Context, gen uint64) error {
-	s.mu.Lock()
-	cur := s.gen
-	s.mu.Unlock()
-	if cur != gen {
-		return nil
-	}
-	_, err, _ := s.sf.Do("login", func() (any, error) {
-		s.mu.Lock()
-		cur := s.gen
-		s.mu.Unlock()
-		if cur != gen {
-			return nil, nil
+	o.closeOnce.Do(func() {
+		if o.own {
+			logout(o.sess)
 		}
-		return nil, s.login(ctx)
+		o.closeErr = o.Opener.Close()
 	})
-	return err
+	return o.closeErr
 }
 
-// check asks the server whether the session lives and logs in again when it does not.
-func (s *vsession) check(ctx context.Context) error {
-	s.mu.Lock()
-	c, g := s.client, s.gen
-	s.mu.Unlock()
-	us, err := session.NewManager(c).UserSession(ctx)
-	if err != nil {
-		return err
-	}
-	if us == nil {
-		return s.Renew(ctx, g)
-	}
-	return nil
-}
-
-// login creates a SOAP client over the shared transport, logs in, and records the cookie.
-func (s *vsession) login(ctx context.Context) error {
-	var c *vim25.Client
-	catcher := &cookieCatcher{rt: s.rt}
-	err := retry.Do(ctx, s.policy, s.stats, func(ctx context.Context, attempt int) error {
-		sc := soap.NewClient(s.sdk, false)
-		sc.Client.Transport = catcher
-		vc, err := vim25.NewClient(ctx, sc)
-		if err != nil {
-			return loginError(err)
-		}
-		if err := session.NewManager(vc).Login(ctx, url.UserPassword(s.user, s.password)); err != nil {
-			return loginError(err)
-		}
-		c = vc
-		return nil
-	})
-	if err != nil {
-		if ctx.Err() != nil && err == ctx.Err() {
-			return err
-		}
-		return fmt.Errorf("datastore: login to %s as %s: %w", s.sdk.Host, s.user, err)
-	}
-	cookie := catcher.get()
-	if cookie == "" {
-		if h := c.SessionCookie(); h != nil {
-			cookie = h.Value
-		}
-	}
-	if cookie == "" {
-		return fmt.Errorf("datastore: login to %s as %s: the server set no %s cookie", s.sdk.Host, s.user, soap.SessionCookieName)
-	}
-	s.mu.Lock()
-	s.cookie, s.client = cookie, c
-	if s.gen > 0 {
-		s.stats.AddReconnect()
-	}
-	s.gen++
-	s.mu.Unlock()
-	return nil
-}
-
-// loginError makes SOAP faults (a wrong password) permanent and network errors transient.
-func loginError(err error) error {
-	if fault.Is(err, &types.InvalidLogin{}) {
-		return fmt.Errorf("%w (%v)", ErrLoginRefused, err)
-	}
-	if soap.IsSoapFault(err) || soap.IsVimFault(err) {
-		return err
-	}
-	return httpsrc.Classify(err)
-}
-
-func (s *vsession) logout() {
-	s.mu.Lock()
-	c := s.client
-	s.mu.Unlock()
-	if c == nil {
-		return
-	}
+// logout ends a session, bounded in time and ignoring failures: the server ends an abandoned
+// session by itself.
+func logout(s *vsession.Session) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_ = session.NewManager(c).Logout(ctx)
-}
-
-// cookieCatcher records the session cookie the login response sets, whatever the scheme
-// (a cookie jar would hide a Secure cookie on plain http).
-type cookieCatcher struct {
-	rt     http.RoundTripper
-	mu     sync.Mutex
-	cookie string
-}
-
-func (c *cookieCatcher) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := c.rt.RoundTrip(req)
-	if err == nil {
-		for _, ck := range resp.Cookies() {
-			if ck.Name == soap.SessionCookieName {
-				c.mu.Lock()
-				c.cookie = ck.Value
-				c.mu.Unlock()
-			}
-		}
-	}
-	return resp, err
-}
-
-func (c *cookieCatcher) get() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.cookie
+	_ = s.Logout(ctx)
 }

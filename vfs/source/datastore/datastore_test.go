@@ -26,6 +26,7 @@ import (
 	"github.com/h2kvm/h2kvm/vfs"
 	"github.com/h2kvm/h2kvm/vfs/source/httpsrc"
 	"github.com/h2kvm/h2kvm/vfs/source/retry"
+	"github.com/h2kvm/h2kvm/vfs/source/vsession"
 )
 
 const (
@@ -280,21 +281,60 @@ func TestKeepAliveRenewsLostSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer o.Close()
-	o.sess.mu.Lock()
-	c, gen := o.sess.client, o.sess.gen
-	o.sess.mu.Unlock()
+	c, gen := o.Session().Client(), o.Session().Gen()
 	if err := session.NewManager(c).Logout(ctx); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		o.sess.mu.Lock()
-		g := o.sess.gen
-		o.sess.mu.Unlock()
-		if g > gen {
+		if o.Session().Gen() > gen {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatal("keep-alive did not log in again after the session ended")
+}
+
+// TestGivenSession reads with a session the caller logged in: no login of the opener's own,
+// and Close leaves the session to its owner.
+func TestGivenSession(t *testing.T) {
+	v := startVCSim(t)
+	g := newSessionGate(t, v) // refuses /folder requests without the session's cookie
+	ctx := context.Background()
+	host := g.Listener.Addr().String()
+	sess, err := vsession.Login(ctx, vsession.Config{Host: host, User: testUser, Password: testPass,
+		TLS: httpsrc.TLSOptions{Thumbprints: []string{httpsrc.ThumbprintSHA256(g.Certificate().Raw)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Logout(ctx)
+	first := v.url(host, "delta.vmdk")
+	// No password and no TLS pin: both come with the session.
+	o, err := NewOpener(ctx, first, Options{Session: sess, HTTP: httpsrc.Options{Retry: fastRetry}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Session() != sess {
+		t.Fatal("the opener does not read with the session given")
+	}
+	s, err := o.Open(ctx, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(filepath.Join(v.dir, "delta.vmdk"))
+	if got := readAll(t, s); !bytes.Equal(got, want) {
+		t.Fatal("bytes read with the given session differ from the local file")
+	}
+	if g.refusals != 0 || sess.Gen() != 1 {
+		t.Fatalf("the given session's cookie was refused %d times (generation %d)", g.refusals, sess.Gen())
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if us, err := session.NewManager(sess.Client()).UserSession(ctx); err != nil || us == nil || sess.Gen() != 1 {
+		t.Fatalf("the given session after Close: %+v, gen %d, %v", us, sess.Gen(), err)
+	}
+	if _, err := NewOpener(ctx, v.url("other.example:443", "delta.vmdk"), Options{Session: sess}); err == nil || !strings.Contains(err.Error(), "not of this host") {
+		t.Fatalf("a session of another host: %v", err)
+	}
 }

@@ -1,11 +1,14 @@
 // Package datastore reads files on a vSphere datastore through the host's or vCenter's
 // /folder HTTPS endpoint: https://HOST/folder/PATH?dcPath=DC&dsName=DS.
 //
-// An Opener logs in once through the vSphere API (govmomi session.Manager.Login over the same
-// TLS policy as the range requests), sends the vmware_soap_session cookie with every range GET,
-// keeps the session alive with a cheap call every KeepAlive interval (logging in again when the
-// session is gone), and logs in again once when a range request is refused with 401/403.
-// Concurrent refusals share one login. Reads are httpsrc's: parallel, retried, verified.
+// An Opener reads with one vSphere session (package vsession): its own, logged in once over
+// the same TLS policy and transport as the range requests, kept alive with a cheap call every
+// KeepAlive interval and logged out on Close; or one the caller already holds
+// (Options.Session, e.g. the inventory resolver's), which the opener uses but does not end.
+// The session's vmware_soap_session cookie goes with every range GET (the session is the
+// httpsrc.Authorizer); a range request refused with 401/403 makes the session log in again
+// once, and concurrent refusals share that login. Reads are httpsrc's: parallel, retried,
+// verified.
 //
 // Names resolve under /folder/ and keep the dcPath and dsName query; a VMware parent hint
 // /vmfs/volumes/DS/PATH on the same datastore (by name) maps to /folder/PATH; anything else
