@@ -12,12 +12,13 @@ import (
 	"time"
 
 	"github.com/h2kvm/h2kvm/vfs"
+	"github.com/h2kvm/h2kvm/vfs/source/fetch"
 	"github.com/h2kvm/h2kvm/vfs/source/retry"
 	"github.com/h2kvm/h2kvm/vfs/source/stats"
 )
 
 // DefaultStallTimeout is how long one request may go without receiving a byte.
-const DefaultStallTimeout = 60 * time.Second
+const DefaultStallTimeout = fetch.DefaultStallTimeout
 
 // Authorizer adds credentials to requests (a vSphere session cookie) and renews them when the
 // server refuses them. Implementations MUST be safe for concurrent use.
@@ -59,12 +60,7 @@ type client struct {
 }
 
 func newClient(opts Options) (*client, error) {
-	if opts.StallTimeout <= 0 {
-		opts.StallTimeout = DefaultStallTimeout
-	}
-	if opts.Stats == nil {
-		opts.Stats = new(stats.Counter)
-	}
+	fetch.Defaults(nil, &opts.StallTimeout, &opts.Stats)
 	rt := opts.Transport
 	if rt == nil {
 		t, err := NewTransport(opts.TLS)
@@ -84,11 +80,13 @@ func newClient(opts Options) (*client, error) {
 // Source is one remote file read with HTTP Range requests. It is safe for concurrent use:
 // parallel ReadAt calls send parallel requests over kept-alive connections.
 type Source struct {
+	// set once
 	c    *client
 	u    *url.URL // without user info
 	name string
 	size int64
 	etag string
+	r    fetch.Reader
 }
 
 var (
@@ -149,6 +147,7 @@ func (c *client) open(ctx context.Context, u *url.URL) (*Source, error) {
 		return nil, fmt.Errorf("http: open %s: %w", s.name, err)
 	}
 	s.size = size
+	s.r = fetch.Reader{Subsystem: "http", Name: s.name, Size: size, Retry: c.opts.Retry, Stats: c.stats, Fetch: s.fetch}
 	return s, nil
 }
 
@@ -256,32 +255,7 @@ func (b *progressBody) Read(p []byte) (int, error) {
 // failures are retried within the budget; received bytes are kept, so a retry asks only for
 // what is missing. Bytes are accepted only under a Content-Range naming exactly where they go.
 func (s *Source) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	if off < 0 {
-		return 0, fmt.Errorf("http: %s: negative offset %d: %w", s.name, off, vfs.ErrOutOfRange)
-	}
-	if off >= s.size {
-		if len(p) == 0 {
-			return 0, nil
-		}
-		return 0, io.EOF
-	}
-	want := int(min(int64(len(p)), s.size-off))
-	done := 0
-	err := retry.Do(ctx, s.c.opts.Retry, s.c.stats, func(ctx context.Context, attempt int) error {
-		n, err := s.fetch(ctx, p[done:want], off+int64(done))
-		done += n
-		return err
-	})
-	if err != nil {
-		if ctx.Err() != nil && err == ctx.Err() {
-			return done, err
-		}
-		return done, fmt.Errorf("http: %s: read %d bytes at offset %d: %w", s.name, want, off, err)
-	}
-	if want < len(p) {
-		return want, io.EOF
-	}
-	return want, nil
+	return s.r.ReadAt(ctx, p, off)
 }
 
 // fetch makes one attempt at p, returning how many leading bytes of p it filled.
@@ -323,7 +297,6 @@ func (s *Source) fetch(ctx context.Context, p []byte, off int64) (int, error) {
 		return 0, retry.Transient(fmt.Errorf("Content-Length %d does not match the %d bytes of the range", resp.ContentLength, n))
 	}
 	got, err := io.ReadFull(resp.Body, p[:n])
-	s.c.stats.AddBytes(int64(got))
 	if err != nil {
 		if ctx.Err() != nil {
 			return got, ctx.Err()

@@ -6,13 +6,12 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/h2kvm/h2kvm/internal/libnbd"
 	"github.com/h2kvm/h2kvm/vfs"
+	"github.com/h2kvm/h2kvm/vfs/source/fetch"
 	"github.com/h2kvm/h2kvm/vfs/source/internal/urlpath"
 	"github.com/h2kvm/h2kvm/vfs/source/retry"
 	"github.com/h2kvm/h2kvm/vfs/source/stats"
@@ -20,8 +19,8 @@ import (
 
 // Defaults for zero Options fields.
 const (
-	DefaultConns        = 4
-	DefaultStallTimeout = 60 * time.Second
+	DefaultConns        = fetch.DefaultConns
+	DefaultStallTimeout = fetch.DefaultStallTimeout
 	// maxRequest bounds one NBD read (servers must accept at least 32 MiB).
 	maxRequest = 32 << 20
 )
@@ -39,15 +38,7 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	if o.Conns <= 0 {
-		o.Conns = DefaultConns
-	}
-	if o.StallTimeout <= 0 {
-		o.StallTimeout = DefaultStallTimeout
-	}
-	if o.Stats == nil {
-		o.Stats = new(stats.Counter)
-	}
+	fetch.Defaults(&o.Conns, &o.StallTimeout, &o.Stats)
 	return o
 }
 
@@ -63,17 +54,12 @@ func IsNBDURL(u *url.URL) bool {
 // Source is one NBD export read through a small pool of connections.
 type Source struct {
 	// set once
-	uri   string
-	name  string
-	size  int64
-	opts  Options
-	sem   chan struct{} // one token per connection in use or idle
-	lost  atomic.Int64  // connections dropped and not yet replaced
-	chunk int
-
-	mu     sync.Mutex // guards below; never held during I/O
-	idle   []*libnbd.Handle
-	closed bool
+	uri  string
+	name string
+	size int64
+	opts Options
+	pool *fetch.Pool[*libnbd.Handle]
+	r    fetch.Reader
 }
 
 var (
@@ -102,11 +88,12 @@ func Open(ctx context.Context, uri string, opts Options) (*Source, error) {
 		return nil, err
 	}
 	opts = opts.withDefaults()
-	s := &Source{uri: uri, name: u.Redacted(), opts: opts, sem: make(chan struct{}, opts.Conns), chunk: maxRequest}
+	s := &Source{uri: uri, name: u.Redacted(), opts: opts}
+	s.pool = fetch.NewPool(fetch.PoolConfig[*libnbd.Handle]{Size: opts.Conns, Dial: s.dial, Close: closeHandle, Stats: opts.Stats})
 	var h *libnbd.Handle
 	err = retry.Do(ctx, opts.Retry, opts.Stats, func(ctx context.Context, attempt int) error {
 		var err error
-		h, err = s.dial(ctx)
+		h, err = s.pool.Get(ctx)
 		return err
 	})
 	if err != nil {
@@ -116,13 +103,16 @@ func Open(ctx context.Context, uri string, opts Options) (*Source, error) {
 		return nil, fmt.Errorf("nbd: open %s: %w", s.name, err)
 	}
 	if s.size, err = h.Size(); err != nil {
-		h.Close()
+		s.pool.Put(h)
+		s.pool.Close()
 		return nil, fmt.Errorf("nbd: open %s: %w", s.name, err)
 	}
-	if mx, err := h.BlockSize(libnbd.SizeMaximum); err == nil && mx > 0 && mx < int64(s.chunk) {
-		s.chunk = int(mx)
+	chunk := maxRequest
+	if mx, err := h.BlockSize(libnbd.SizeMaximum); err == nil && mx > 0 && mx < int64(chunk) {
+		chunk = int(mx)
 	}
-	s.idle = append(s.idle, h) // idle connections hold no token
+	s.pool.Put(h)
+	s.r = fetch.Reader{Subsystem: "nbd", Name: s.name, Size: s.size, Chunk: chunk, Retry: opts.Retry, Stats: opts.Stats, Fetch: s.pread}
 	return s, nil
 }
 
@@ -154,120 +144,60 @@ func (s *Source) dial(ctx context.Context) (*libnbd.Handle, error) {
 			return nil, fmt.Errorf("export size changed from %d to %d (%v)", s.size, size, err)
 		}
 	}
-	if s.lost.Load() > 0 {
-		s.lost.Add(-1)
-		s.opts.Stats.AddReconnect()
-	}
 	return h, nil
 }
 
-// get returns an idle connection or a new one, waiting while Conns are busy.
-func (s *Source) get(ctx context.Context) (*libnbd.Handle, error) {
-	select {
-	case s.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		<-s.sem
-		return nil, fmt.Errorf("source closed")
-	}
-	if n := len(s.idle); n > 0 {
-		h := s.idle[n-1]
-		s.idle = s.idle[:n-1]
-		s.mu.Unlock()
-		return h, nil
-	}
-	s.mu.Unlock()
-	h, err := s.dial(ctx)
-	if err != nil {
-		<-s.sem
-		return nil, err
-	}
-	return h, nil
-}
-
-// put returns a connection to the pool, or drops it when it is no longer usable.
-func (s *Source) put(h *libnbd.Handle, usable bool) {
-	if usable && h.Alive() {
-		s.mu.Lock()
-		if !s.closed {
-			s.idle = append(s.idle, h)
-			s.mu.Unlock()
-			<-s.sem
-			return
-		}
-		s.mu.Unlock()
-	} else {
-		s.lost.Add(1)
+// closeHandle disconnects politely from a live server and frees the handle.
+func closeHandle(h *libnbd.Handle) {
+	if h.Alive() {
+		_ = h.Shutdown()
 	}
 	h.Close()
-	<-s.sem
 }
 
 // ReadAt reads len(p) bytes at off (fewer, with io.EOF, at the end of the export).
 func (s *Source) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	want, eof := vfs.ClipRead(s.size, off, len(p))
-	if want == 0 {
-		if errors.Is(eof, vfs.ErrOutOfRange) {
-			return 0, fmt.Errorf("nbd: %s: %w", s.name, eof)
-		}
-		return 0, eof
-	}
-	for done := 0; done < want; {
-		n := min(want-done, s.chunk)
-		err := retry.Do(ctx, s.opts.Retry, s.opts.Stats, func(ctx context.Context, attempt int) error {
-			return s.pread(ctx, p[done:done+n], off+int64(done))
-		})
-		if err != nil {
-			if ctx.Err() != nil && err == ctx.Err() {
-				return done, err
-			}
-			return done, fmt.Errorf("nbd: %s: read %d bytes at offset %d: %w", s.name, n, off+int64(done), err)
-		}
-		done += n
-	}
-	return want, eof
+	return s.r.ReadAt(ctx, p, off)
 }
 
 // pread makes one attempt on one connection.
-func (s *Source) pread(ctx context.Context, p []byte, off int64) error {
-	h, err := s.get(ctx)
+func (s *Source) pread(ctx context.Context, p []byte, off int64) (int, error) {
+	h, err := s.pool.Get(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	rctx, cancel := context.WithTimeout(ctx, s.opts.StallTimeout)
 	s.opts.Stats.AddRequest()
 	err = h.Pread(rctx, p, off)
 	stalled := rctx.Err() != nil
 	cancel()
-	if err == nil {
-		s.opts.Stats.AddBytes(int64(len(p)))
-		s.put(h, true)
-		return nil
-	}
 	alive := h.Alive()
-	s.put(h, alive)
+	if alive {
+		s.pool.Put(h)
+	} else {
+		s.pool.Drop(h)
+	}
+	if err == nil {
+		return len(p), nil
+	}
 	switch {
 	case ctx.Err() != nil:
-		return ctx.Err()
+		return 0, ctx.Err()
 	case stalled:
-		return retry.Transient(fmt.Errorf("no reply within %s", s.opts.StallTimeout))
+		return 0, retry.Transient(fmt.Errorf("no reply within %s", s.opts.StallTimeout))
 	case !alive:
-		return retry.Transient(err) // connection lost: retry on a new one
+		return 0, retry.Transient(err) // connection lost: retry on a new one
 	}
 	var le *libnbd.Error
 	if errors.As(err, &le) {
 		switch le.Errno {
 		case syscall.EIO, syscall.ENOMEM, syscall.EAGAIN, syscall.ESHUTDOWN:
-			return retry.Transient(err)
+			return 0, retry.Transient(err)
 		case syscall.EINVAL, syscall.EOVERFLOW, syscall.ERANGE:
-			return fmt.Errorf("%w: %w", err, vfs.ErrOutOfRange)
+			return 0, fmt.Errorf("%w: %w", err, vfs.ErrOutOfRange)
 		}
 	}
-	return err
+	return 0, err
 }
 
 // Size returns the export size.
@@ -280,17 +210,7 @@ func (s *Source) Name() string { return s.name }
 func (s *Source) Stats() stats.Snapshot { return s.opts.Stats.Snapshot() }
 
 // Close disconnects idle connections; connections in use close when returned.
-func (s *Source) Close() error {
-	s.mu.Lock()
-	idle := s.idle
-	s.idle, s.closed = nil, true
-	s.mu.Unlock()
-	for _, h := range idle {
-		_ = h.Shutdown()
-		h.Close()
-	}
-	return nil
-}
+func (s *Source) Close() error { return s.pool.Close() }
 
 // Opener opens exports of one NBD server: names resolve as paths in the export name (nbdkit's
 // file plugin with dir= serves a folder's files as exports), under the first export's folder.

@@ -116,17 +116,11 @@ func hostKeyCallback(opts Options) (ssh.HostKeyCallback, error) {
 // get returns the live session, dialing one when there is none. Concurrent callers share one
 // dial.
 func (d *dialer) get(ctx context.Context) (*session, error) {
-	d.mu.Lock()
-	s := d.cur
-	d.mu.Unlock()
-	if s != nil {
+	if s := d.current(); s != nil {
 		return s, nil
 	}
 	v, err, _ := d.sf.Do("dial", func() (any, error) {
-		d.mu.Lock()
-		s := d.cur
-		d.mu.Unlock()
-		if s != nil {
+		if s := d.current(); s != nil {
 			return s, nil
 		}
 		return d.dial(ctx)
@@ -199,6 +193,13 @@ func (d *dialer) drop(s *session) {
 	d.mu.Unlock()
 	s.sftp.Close()
 	s.ssh.Close()
+}
+
+// current returns the live session, or nil.
+func (d *dialer) current() *session {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cur
 }
 
 func (d *dialer) close() {

@@ -11,12 +11,12 @@ import (
 	"os/user"
 	"path"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pkg/sftp"
 
 	"github.com/h2kvm/h2kvm/vfs"
+	"github.com/h2kvm/h2kvm/vfs/source/fetch"
 	"github.com/h2kvm/h2kvm/vfs/source/internal/urlpath"
 	"github.com/h2kvm/h2kvm/vfs/source/retry"
 	"github.com/h2kvm/h2kvm/vfs/source/stats"
@@ -24,8 +24,8 @@ import (
 
 // Defaults for zero Options fields.
 const (
-	DefaultConns        = 4
-	DefaultStallTimeout = 60 * time.Second
+	DefaultConns        = fetch.DefaultConns
+	DefaultStallTimeout = fetch.DefaultStallTimeout
 )
 
 // Options configure SFTP sources. Credentials are never logged nor put in names.
@@ -87,15 +87,7 @@ func NewOpener(first string, opts Options) (*Opener, error) {
 	if err != nil {
 		return nil, err
 	}
-	if opts.Conns <= 0 {
-		opts.Conns = DefaultConns
-	}
-	if opts.StallTimeout <= 0 {
-		opts.StallTimeout = DefaultStallTimeout
-	}
-	if opts.Stats == nil {
-		opts.Stats = new(stats.Counter)
-	}
+	fetch.Defaults(&opts.Conns, &opts.StallTimeout, &opts.Stats)
 	name := opts.User
 	if name == "" && u.User != nil {
 		name = u.User.Username()
@@ -132,7 +124,7 @@ func (o *Opener) Open(ctx context.Context, name string) (vfs.Source, error) {
 	if !urlpath.Under(u.Path, o.root) {
 		return nil, fmt.Errorf("ssh: open %s: outside %s: %w", u.Redacted(), o.root, vfs.ErrChain)
 	}
-	s := &Source{d: o.d, path: path.Clean(u.Path), name: u.Redacted(), sem: make(chan struct{}, o.d.opts.Conns)}
+	s := &Source{d: o.d, path: path.Clean(u.Path), name: u.Redacted()}
 	err = retry.Do(ctx, o.d.opts.Retry, o.d.opts.Stats, func(ctx context.Context, attempt int) error {
 		sess, err := o.d.get(ctx)
 		if err != nil {
@@ -154,6 +146,10 @@ func (o *Opener) Open(ctx context.Context, name string) (vfs.Source, error) {
 		}
 		return nil, fmt.Errorf("ssh: open %s: %w", s.name, err)
 	}
+	// The session dialer counts reconnects; a handle dropped with its session is not one more.
+	s.pool = fetch.NewPool(fetch.PoolConfig[handle]{Size: o.d.opts.Conns, Dial: s.openHandle, Close: closeHandle,
+		Reusable: func(h handle) bool { return h.sess == o.d.current() }})
+	s.r = fetch.Reader{Subsystem: "ssh", Name: s.name, Size: s.size, Retry: o.d.opts.Retry, Stats: o.d.opts.Stats, Fetch: s.read}
 	return s, nil
 }
 
@@ -210,11 +206,8 @@ type Source struct {
 	path string
 	name string
 	size int64
-	sem  chan struct{}
-
-	mu     sync.Mutex // guards idle; never held during I/O
-	idle   []handle
-	closed bool
+	pool *fetch.Pool[handle]
+	r    fetch.Reader
 }
 
 // handle is an open remote file of one session.
@@ -228,68 +221,25 @@ var (
 	_ stats.Reporter = (*Source)(nil)
 )
 
-func (s *Source) get(ctx context.Context) (handle, error) {
-	select {
-	case s.sem <- struct{}{}:
-	case <-ctx.Done():
-		return handle{}, ctx.Err()
-	}
+// openHandle opens the file on the current session (dialing one when there is none).
+func (s *Source) openHandle(ctx context.Context) (handle, error) {
 	sess, err := s.d.get(ctx)
 	if err != nil {
-		<-s.sem
 		return handle{}, err
 	}
-	s.mu.Lock()
-	for len(s.idle) > 0 {
-		h := s.idle[len(s.idle)-1]
-		s.idle = s.idle[:len(s.idle)-1]
-		if h.sess == sess {
-			s.mu.Unlock()
-			return h, nil
-		}
-		h.f.Close() // from a lost session
-	}
-	s.mu.Unlock()
 	f, err := sess.sftp.Open(s.path)
 	if err != nil {
-		<-s.sem
 		return handle{}, s.d.classify(sess, err)
 	}
 	return handle{f: f, sess: sess}, nil
 }
 
-func (s *Source) put(h handle, ok bool) {
-	s.mu.Lock()
-	if ok && !s.closed {
-		s.idle = append(s.idle, h)
-		h.f = nil
-	}
-	s.mu.Unlock()
-	if h.f != nil {
-		go h.f.Close() // may block on a dead connection
-	}
-	<-s.sem
-}
+// closeHandle closes h in the background: the close may block on a dead connection.
+func closeHandle(h handle) { go h.f.Close() }
 
 // ReadAt reads len(p) bytes at off (fewer, with io.EOF, at the end of the file).
 func (s *Source) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	want, eof := vfs.ClipRead(s.size, off, len(p))
-	if want == 0 {
-		if errors.Is(eof, vfs.ErrOutOfRange) {
-			return 0, fmt.Errorf("ssh: %s: %w", s.name, eof)
-		}
-		return 0, eof
-	}
-	err := retry.Do(ctx, s.d.opts.Retry, s.d.opts.Stats, func(ctx context.Context, attempt int) error {
-		return s.read(ctx, p[:want], off)
-	})
-	if err != nil {
-		if ctx.Err() != nil && err == ctx.Err() {
-			return 0, err
-		}
-		return 0, fmt.Errorf("ssh: %s: read %d bytes at offset %d: %w", s.name, want, off, err)
-	}
-	return want, eof
+	return s.r.ReadAt(ctx, p, off)
 }
 
 type result struct {
@@ -299,10 +249,10 @@ type result struct {
 
 // read makes one attempt. The read runs into a private buffer so that a cancelled or stalled
 // attempt can return at once while the abandoned read finishes on its own.
-func (s *Source) read(ctx context.Context, p []byte, off int64) error {
-	h, err := s.get(ctx)
+func (s *Source) read(ctx context.Context, p []byte, off int64) (int, error) {
+	h, err := s.pool.Get(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	buf := make([]byte, len(p))
 	done := make(chan result, 1)
@@ -317,26 +267,25 @@ func (s *Source) read(ctx context.Context, p []byte, off int64) error {
 	select {
 	case r = <-done:
 	case <-ctx.Done():
-		go func() { <-done; s.put(h, true) }()
-		return ctx.Err()
+		go func() { <-done; s.pool.Put(h) }()
+		return 0, ctx.Err()
 	case <-t.C:
 		// A stalled connection: drop it so every reader on it reconnects.
 		s.d.drop(h.sess)
-		go func() { <-done; s.put(h, false) }()
-		return retry.Transient(fmt.Errorf("no data within %s", s.d.opts.StallTimeout))
+		go func() { <-done; s.pool.Drop(h) }()
+		return 0, retry.Transient(fmt.Errorf("no data within %s", s.d.opts.StallTimeout))
 	}
 	if r.n == len(p) {
 		copy(p, buf)
-		s.d.opts.Stats.AddBytes(int64(r.n))
-		s.put(h, true)
-		return nil
+		s.pool.Put(h)
+		return len(p), nil
 	}
 	if r.err == nil || r.err == io.EOF {
-		s.put(h, true)
-		return fmt.Errorf("file ends at %d, before the %d bytes it had when opened (changed?): %w", off+int64(r.n), s.size, vfs.ErrTruncated)
+		s.pool.Put(h)
+		return 0, fmt.Errorf("file ends at %d, before the %d bytes it had when opened (changed?): %w", off+int64(r.n), s.size, vfs.ErrTruncated)
 	}
-	s.put(h, false)
-	return s.d.classify(h.sess, r.err)
+	s.pool.Drop(h)
+	return 0, s.d.classify(h.sess, r.err)
 }
 
 // Size returns the size the file had when opened.
@@ -348,14 +297,5 @@ func (s *Source) Name() string { return s.name }
 // Stats returns the counter shared through this source's opener.
 func (s *Source) Stats() stats.Snapshot { return s.d.opts.Stats.Snapshot() }
 
-// Close closes the idle handles.
-func (s *Source) Close() error {
-	s.mu.Lock()
-	idle := s.idle
-	s.idle, s.closed = nil, true
-	s.mu.Unlock()
-	for _, h := range idle {
-		h.f.Close()
-	}
-	return nil
-}
+// Close closes the idle handles; handles in use close when their read ends.
+func (s *Source) Close() error { return s.pool.Close() }
