@@ -1,8 +1,10 @@
 // Package vsphere reads the vSphere inventory (vCenter or ESXi, through govmomi): it logs in,
 // finds a VM by inventory path, name or MoRef, and describes its hardware and the top VMDK
 // link of each disk — for the current state or for a named snapshot — as datastore /folder
-// URLs (https://HOST/folder/PATH?dcPath=DC&dsName=DS) that the block layer reads lazily with
-// its own session. It reads no disk bytes.
+// URLs (https://HOST/folder/PATH?dcPath=DC&dsName=DS) that the block layer reads lazily, with
+// a session of its own or with this one (Client.Session, for datastore.Options.Session: one
+// login for both). It reads no disk bytes. The login itself is package vsession's, shared
+// with the datastore source.
 //
 // Locations:
 //
@@ -26,10 +28,10 @@
 // saved there (mode 0600, with the host and user it belongs to) and reused while the server
 // still accepts it, so repeated commands do not log in each time.
 //
-// Errors: ErrLogin (user or password refused; permanent), ErrNotFound (no such VM, datacenter
-// or snapshot; permanent), ErrAmbiguous (a name matches several), ErrUnsupported (a disk the
-// block layer cannot read: RDM in physical mode, a backing without a file). Network failures
-// are returned wrapped, naming the host.
+// Errors: ErrLogin (user or password refused or missing; permanent), ErrNotFound (no such VM,
+// datacenter or snapshot; permanent), ErrAmbiguous (a name matches several), ErrUnsupported (a
+// disk the block layer cannot read: RDM in physical mode, a backing without a file). Network
+// failures at login are retried within Options.Retry, then returned wrapped, naming the host.
 //
 // Snapshots: with a snapshot chosen, the disks are the snapshot's own layout (the
 // VirtualMachineSnapshot's config), whose top links were frozen when it was taken, so reading

@@ -3,6 +3,7 @@ package vsphere
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
@@ -11,7 +12,11 @@ import (
 
 	"github.com/h2kvm/h2kvm/internal/testenv"
 	"github.com/h2kvm/h2kvm/vfs/source/httpsrc"
+	"github.com/h2kvm/h2kvm/vfs/source/retry"
 )
+
+// fastRetry keeps the retries of a login to an unreachable host short.
+var fastRetry = retry.Policy{Attempts: 3, BaseDelay: 5 * time.Millisecond, MaxDelay: 20 * time.Millisecond}
 
 const (
 	testUser = "admin"
@@ -45,7 +50,7 @@ func startSim(t *testing.T) *sim {
 func (s *sim) host() string { return s.server.URL.Host }
 
 func (s *sim) opts() Options {
-	return Options{Password: testPass, TLS: httpsrc.TLSOptions{Thumbprints: []string{s.thumb}}}
+	return Options{Password: testPass, TLS: httpsrc.TLSOptions{Thumbprints: []string{s.thumb}}, Retry: fastRetry}
 }
 
 func (s *sim) loc(rest string) string { return "vsphere://" + testUser + "@" + s.host() + rest }

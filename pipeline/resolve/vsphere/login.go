@@ -5,20 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/vmware/govmomi/fault"
-	"github.com/vmware/govmomi/session"
 	"github.com/vmware/govmomi/vim25"
-	"github.com/vmware/govmomi/vim25/soap"
-	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/h2kvm/h2kvm/vfs/source/httpsrc"
+	"github.com/h2kvm/h2kvm/vfs/source/retry"
+	"github.com/h2kvm/h2kvm/vfs/source/vsession"
 )
 
 // Environment variables read for credentials.
@@ -45,6 +41,8 @@ type Options struct {
 	SessionFile string
 	// Timeout bounds each SOAP call; 0 means 60 s.
 	Timeout time.Duration
+	// Retry bounds the retries of a login after network failures (zero: retry's defaults).
+	Retry retry.Policy
 	// Warn receives warnings; nil drops them.
 	Warn func(msg string)
 }
@@ -96,10 +94,10 @@ func (o *Options) credentials(l *Location) (user, password string, err error) {
 // Client is a logged-in vSphere session.
 type Client struct {
 	// set once
-	VC   *vim25.Client
+	VC   *vim25.Client // the SOAP client of the login (the resolver does not renew sessions)
 	Host string
 	User string
-	rt   http.RoundTripper
+	sess *vsession.Session
 }
 
 // Login logs in to the host of l, reusing a saved session when Options.SessionFile holds a
@@ -109,37 +107,26 @@ func Login(ctx context.Context, l *Location, opt Options) (*Client, error) {
 	if user == "" {
 		return nil, fmt.Errorf("vsphere: %s: a user is needed (in the URL or %s): %w", l.Host, EnvUser, ErrLogin)
 	}
-	rt, err := httpsrc.NewTransport(opt.TLS)
-	if err != nil {
-		return nil, fmt.Errorf("vsphere: %w", err)
+	var saved string
+	if opt.SessionFile != "" {
+		saved = loadCookie(opt.SessionFile, l.Host, user)
+	}
+	// The password is needed only when no saved session is adopted.
+	_, password, credErr := opt.credentials(l)
+	if credErr != nil && saved == "" {
+		return nil, credErr
 	}
 	timeout := opt.Timeout
 	if timeout == 0 {
 		timeout = 60 * time.Second
 	}
-	sdk := &url.URL{Scheme: "https", Host: l.Host, Path: "/sdk"}
-	sc := soap.NewClient(sdk, false)
-	sc.Client.Transport = rt
-	sc.Client.Timeout = timeout
-	vc, err := vim25.NewClient(ctx, sc)
+	sess, err := vsession.Login(ctx, vsession.Config{Host: l.Host, User: user, Password: password, Cookie: saved,
+		TLS: opt.TLS, Timeout: timeout, Retry: opt.Retry})
 	if err != nil {
-		return nil, connectError(l.Host, err)
+		return nil, loginError(ctx, l.Host, user, err, credErr)
 	}
-	c := &Client{VC: vc, Host: l.Host, User: user, rt: rt}
-	if opt.SessionFile != "" && c.reuse(ctx, opt.SessionFile) {
-		return c, nil
-	}
-	_, password, err := opt.credentials(l)
-	if err != nil {
-		return nil, err
-	}
-	if err := session.NewManager(vc).Login(ctx, url.UserPassword(user, password)); err != nil {
-		if fault.Is(err, &types.InvalidLogin{}) {
-			return nil, fmt.Errorf("vsphere: login to %s as %s: %w", l.Host, user, ErrLogin)
-		}
-		return nil, connectError(l.Host, err)
-	}
-	if opt.SessionFile != "" {
+	c := &Client{VC: sess.Client(), Host: l.Host, User: user, sess: sess}
+	if opt.SessionFile != "" && c.Cookie() != saved {
 		if err := c.save(opt.SessionFile); err != nil {
 			opt.warnf("vsphere: session not saved: %v", err)
 		}
@@ -147,30 +134,41 @@ func Login(ctx context.Context, l *Location, opt Options) (*Client, error) {
 	return c, nil
 }
 
-// connectError names the host and keeps certificate errors recognisable.
-func connectError(host string, err error) error {
+// loginError maps a failed vsession.Login to this package's errors: a refused login is
+// ErrLogin, missing credentials are credErr, a refused certificate names the host and stays
+// recognisable, and anything else is a host that cannot be reached.
+func loginError(ctx context.Context, host, user string, err, credErr error) error {
 	var ce *httpsrc.CertError
-	if errors.As(err, &ce) {
+	switch {
+	case ctx.Err() != nil && err == ctx.Err():
+		return err
+	case errors.Is(err, vsession.ErrNoCredentials) && credErr != nil:
+		return credErr
+	case errors.Is(err, vsession.ErrLoginRefused):
+		return fmt.Errorf("vsphere: login to %s as %s: %w", host, user, ErrLogin)
+	case errors.As(err, &ce):
 		return fmt.Errorf("vsphere: %s: %w", host, ce)
 	}
 	return fmt.Errorf("vsphere: cannot reach %s: %w", host, err)
 }
+
+// Session is the vSphere session of c: hand it to datastore.Options.Session to read the
+// VM's disks without a second login. It stays c's: Logout ends it.
+func (c *Client) Session() *vsession.Session { return c.sess }
 
 // Logout ends the session unless it is kept in a session file for reuse.
 func (c *Client) Logout(ctx context.Context, opt Options) error {
 	if opt.SessionFile != "" {
 		return nil
 	}
-	return session.NewManager(c.VC).Logout(ctx)
+	if err := c.sess.Logout(ctx); err != nil {
+		return fmt.Errorf("vsphere: %w", err)
+	}
+	return nil
 }
 
 // Cookie returns the session cookie value (for /folder requests made with this session).
-func (c *Client) Cookie() string {
-	if h := c.VC.SessionCookie(); h != nil {
-		return h.Value
-	}
-	return ""
-}
+func (c *Client) Cookie() string { return c.sess.Cookie() }
 
 type savedSession struct {
 	Host   string `json:"host"`
@@ -193,22 +191,16 @@ func (c *Client) save(file string) error {
 	return os.Rename(tmp, file)
 }
 
-// reuse installs a saved cookie and keeps it when the server still knows the session.
-func (c *Client) reuse(ctx context.Context, file string) bool {
+// loadCookie returns the cookie saved in file for host and user, or "" (vsession.Login then
+// adopts it while the server still knows the session).
+func loadCookie(file, host, user string) string {
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return false
+		return ""
 	}
 	var s savedSession
-	if json.Unmarshal(b, &s) != nil || s.Host != c.Host || s.User != c.User || s.Cookie == "" {
-		return false
+	if json.Unmarshal(b, &s) != nil || s.Host != host || s.User != user {
+		return ""
 	}
-	u := c.VC.URL()
-	c.VC.Jar.SetCookies(u, []*http.Cookie{{Name: soap.SessionCookieName, Value: s.Cookie, Path: "/"}})
-	us, err := session.NewManager(c.VC).UserSession(ctx)
-	if err == nil && us != nil {
-		return true
-	}
-	c.VC.Jar.SetCookies(u, []*http.Cookie{{Name: soap.SessionCookieName, Value: "", Path: "/", MaxAge: -1}})
-	return false
+	return s.Cookie
 }

@@ -263,7 +263,7 @@ func TestCredentialsFromEnvironmentAndSessionReuse(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Once the session is gone, a real login happens (and a wrong password is refused).
-	if err := (&Client{VC: c1.VC}).Logout(ctx, Options{}); err != nil {
+	if err := c1.Logout(ctx, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Login(ctx, l, opt2); !errors.Is(err, ErrLogin) {

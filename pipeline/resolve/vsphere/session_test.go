@@ -1,0 +1,122 @@
+package vsphere
+
+import (
+	"bytes"
+	"context"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/vmware/govmomi"
+	"github.com/vmware/govmomi/event"
+	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/h2kvm/h2kvm/vfs/source/datastore"
+	"github.com/h2kvm/h2kvm/vfs/source/httpsrc"
+	"github.com/h2kvm/h2kvm/vfs/vmdk"
+)
+
+// loginCounter counts the logins the server records (UserLoginSessionEvent), asked through a
+// session of its own.
+func loginCounter(t *testing.T, s *sim) func() int {
+	t.Helper()
+	ctx := context.Background()
+	u := &url.URL{Scheme: "https", Host: s.host(), Path: "/sdk", User: url.UserPassword(testUser, testPass)}
+	oc, err := govmomi.NewClient(ctx, u, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { oc.Logout(context.Background()) })
+	m := event.NewManager(oc.Client)
+	return func() int {
+		t.Helper()
+		evs, err := m.QueryEvents(ctx, types.EventFilterSpec{EventTypeId: []string{"UserLoginSessionEvent"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(evs)
+	}
+}
+
+// readDisk reads a resolved disk through the block layer and compares it with qemu-img's
+// reading of the local chain.
+func readDisk(t *testing.T, s *sim, o *datastore.Opener, src string) {
+	t.Helper()
+	ctx := context.Background()
+	c, err := vmdk.Open(ctx, o, src, vmdk.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	got := make([]byte, c.Size())
+	if _, err := c.ReadAt(ctx, got, 0); err != nil {
+		t.Fatal(err)
+	}
+	ref := filepath.Join(t.TempDir(), "ref.raw")
+	if out, err := exec.Command("qemu-img", "convert", "-O", "raw", filepath.Join(s.dsDir, "h2kvm", "delta.vmdk"), ref).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img: %v %s", err, out)
+	}
+	if want, err := os.ReadFile(ref); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("bytes read through the datastore differ from qemu-img convert -O raw (%v)", err)
+	}
+}
+
+// TestOneLoginForResolveAndRead resolves a VM and reads its disk with one session: the
+// resolver's, handed to the datastore opener. Without it the same work logs in twice.
+func TestOneLoginForResolveAndRead(t *testing.T) {
+	s := startSim(t)
+	ctx := context.Background()
+	logins := loginCounter(t, s)
+
+	// Two sessions: Resolve's own, then the opener's.
+	before := logins()
+	vm, err := Resolve(ctx, s.loc("/DC0/vm/"+vmName), s.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := datastore.NewOpener(ctx, vm.Disks[0].Source, datastore.Options{Password: testPass, KeepAlive: -1,
+		HTTP: httpsrc.Options{TLS: httpsrc.TLSOptions{Thumbprints: []string{s.thumb}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	readDisk(t, s, o, vm.Disks[0].Source)
+	o.Close()
+	if n := logins() - before; n != 2 {
+		t.Fatalf("resolve, then read with the opener's own session: %d logins, want 2", n)
+	}
+
+	// One session: the resolver's, given to the opener.
+	before = logins()
+	l, err := ParseLocation(s.loc("/DC0/vm/" + vmName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Login(ctx, l, s.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm, err = c.Resolve(ctx, l, s.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err = datastore.NewOpener(ctx, vm.Disks[0].Source, datastore.Options{Session: c.Session()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	readDisk(t, s, o, vm.Disks[0].Source)
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := logins() - before; n != 1 {
+		t.Fatalf("resolve and read with the resolver's session: %d logins, want 1", n)
+	}
+	// The opener left the session to its owner.
+	if _, err := c.List(ctx, l); err != nil {
+		t.Fatalf("the resolver's session after the opener closed: %v", err)
+	}
+	if err := c.Logout(ctx, Options{}); err != nil {
+		t.Fatal(err)
+	}
+}
