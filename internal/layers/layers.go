@@ -37,7 +37,7 @@ func (v Violation) String() string { return fmt.Sprintf("%s imports %s: %s", v.F
 
 // testHelpers are the packages that exist for tests only.
 var testHelpers = []string{"./internal/testenv", "./vfs/vfstest", "./vfs/vmdk/vmdkgen",
-	"./vfs/source/httpsrc/httpsrctest", "./internal/libnbd/nbdkittest", "testing", "net/http/httptest",
+	"./vfs/source/httpsrc/httpsrctest", "./vfs/source/sourcetest", "./internal/libnbd/nbdkittest", "testing", "net/http/httptest",
 	"./vfs/overlay/mapstoretest", "./vfs/cache/indextest",
 	"github.com/vmware/govmomi/simulator"}
 

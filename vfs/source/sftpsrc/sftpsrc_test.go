@@ -35,8 +35,16 @@ type sshServer struct {
 	keyFile  string        // its private key, PEM
 	ln       net.Listener
 
-	mu    sync.Mutex
-	conns []net.Conn
+	mu       sync.Mutex
+	conns    []net.Conn
+	handlers *sftp.Handlers // when set, serve these instead of the real file system
+}
+
+// serveHandlers makes later sessions serve h (set it before the first connection).
+func (s *sshServer) serveHandlers(h sftp.Handlers) {
+	s.mu.Lock()
+	s.handlers = &h
+	s.mu.Unlock()
 }
 
 func startSSH(t *testing.T) *sshServer {
@@ -110,8 +118,14 @@ func (s *sshServer) serve(c net.Conn, cfg *ssh.ServerConfig) {
 				ok := req.Type == "subsystem" && len(req.Payload) > 4 && string(req.Payload[4:]) == "sftp"
 				req.Reply(ok, nil)
 				if ok {
-					srv, err := sftp.NewServer(ch, sftp.ReadOnly())
-					if err == nil {
+					s.mu.Lock()
+					h := s.handlers
+					s.mu.Unlock()
+					if h != nil {
+						srv := sftp.NewRequestServer(ch, *h)
+						srv.Serve()
+						srv.Close()
+					} else if srv, err := sftp.NewServer(ch, sftp.ReadOnly()); err == nil {
 						srv.Serve()
 						srv.Close()
 					}
