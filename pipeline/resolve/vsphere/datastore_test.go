@@ -30,6 +30,14 @@ func TestResolvedDiskReadsThroughDatastore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer o.Close()
+	readDisk(t, s, o, src)
+}
+
+// readDisk reads the resolved disk src (the delta over its base) through the vmdk chain over
+// o and compares every byte with qemu-img's reading of the local chain.
+func readDisk(t *testing.T, s *sim, o *datastore.Opener, src string) {
+	t.Helper()
+	ctx := context.Background()
 	c, err := vmdk.Open(ctx, o, src, vmdk.Options{})
 	if err != nil {
 		t.Fatal(err)

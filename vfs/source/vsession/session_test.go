@@ -109,14 +109,21 @@ func (s *server) keyOf(t *testing.T, cookie string) string {
 	return us.Key
 }
 
-func TestLogin(t *testing.T) {
-	s := startServer(t)
-	ctx := context.Background()
-	sess, err := Login(ctx, s.config())
+// login logs in with cfg and logs out when the test ends.
+func login(t *testing.T, cfg Config) *Session {
+	t.Helper()
+	sess, err := Login(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sess.Logout(ctx)
+	t.Cleanup(func() { sess.Logout(context.Background()) })
+	return sess
+}
+
+func TestLogin(t *testing.T) {
+	s := startServer(t)
+	ctx := context.Background()
+	sess := login(t, s.config())
 	if sess.Gen() != 1 || sess.Host() != s.sim.Host() || sess.User() != testUser {
 		t.Fatalf("gen %d host %s user %s", sess.Gen(), sess.Host(), sess.User())
 	}
@@ -182,11 +189,7 @@ func TestCertificate(t *testing.T) {
 		t.Fatalf("want a permanent certificate error naming the thumbprint, got %v", err)
 	}
 	cfg.TLS = httpsrc.TLSOptions{Thumbprints: []string{httpsrc.ThumbprintSHA1(s.sim.Server.Certificate().Raw)}}
-	sess, err := Login(context.Background(), cfg)
-	if err != nil {
-		t.Fatalf("SHA-1 pin: %v", err)
-	}
-	sess.Logout(context.Background())
+	login(t, cfg) // a SHA-1 pin
 }
 
 func TestRenewAfterTerminate(t *testing.T) {
@@ -194,11 +197,7 @@ func TestRenewAfterTerminate(t *testing.T) {
 	ctx := context.Background()
 	cfg := s.config()
 	cfg.Stats = new(stats.Counter)
-	sess, err := Login(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Logout(ctx)
+	sess := login(t, cfg)
 	old := sess.Cookie()
 	// A live session is left alone.
 	if err := sess.Check(ctx); err != nil || sess.Gen() != 1 {
@@ -229,11 +228,7 @@ func TestConcurrentRenewCollapses(t *testing.T) {
 	ctx := context.Background()
 	cfg := s.config()
 	cfg.Stats = new(stats.Counter)
-	sess, err := Login(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Logout(ctx)
+	sess := login(t, cfg)
 	s.terminate(t, sess.Cookie())
 	// Many range requests refused with the same generation at once.
 	gen := sess.Gen()
@@ -266,14 +261,9 @@ func TestConcurrentRenewCollapses(t *testing.T) {
 
 func TestKeepAliveRenewsTerminatedSession(t *testing.T) {
 	s := startServer(t)
-	ctx := context.Background()
 	cfg := s.config()
 	cfg.KeepAlive = 20 * time.Millisecond
-	sess, err := Login(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Logout(ctx)
+	sess := login(t, cfg)
 	s.terminate(t, sess.Cookie())
 	for deadline := time.Now().Add(10 * time.Second); sess.Gen() == 1; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
