@@ -116,12 +116,16 @@ func Login(ctx context.Context, l *Location, opt Options) (*Client, error) {
 	if credErr != nil && saved == "" {
 		return nil, credErr
 	}
+	rt, err := httpsrc.NewTransport(opt.TLS)
+	if err != nil {
+		return nil, fmt.Errorf("vsphere: %w", err)
+	}
 	timeout := opt.Timeout
 	if timeout == 0 {
 		timeout = 60 * time.Second
 	}
 	sess, err := vsession.Login(ctx, vsession.Config{Host: l.Host, User: user, Password: password, Cookie: saved,
-		TLS: opt.TLS, Timeout: timeout, Retry: opt.Retry})
+		Transport: rt, Timeout: timeout, Retry: opt.Retry})
 	if err != nil {
 		return nil, loginError(ctx, l.Host, user, err, credErr)
 	}

@@ -1,5 +1,7 @@
 package vsession
 
+// Locks: Session.mu and cookieCatcher.mu are never held together, nor during I/O.
+
 import (
 	"context"
 	"fmt"
@@ -57,7 +59,8 @@ type Session struct {
 	policy         retry.Policy
 	stats          *stats.Counter
 	sf             singleflight.Group
-	stop, done     chan struct{} // keep-alive: closed by Logout, closed when it has ended
+	stopKeepAlive  context.CancelFunc // ends the keep-alive and its check in flight
+	done           chan struct{}      // closed when the keep-alive has ended
 
 	mu     sync.Mutex // guards below; never held during I/O
 	cookie string
@@ -94,7 +97,6 @@ func Login(ctx context.Context, cfg Config) (*Session, error) {
 		timeout:  cfg.Timeout,
 		policy:   cfg.Retry,
 		stats:    cfg.Stats,
-		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
 	if cfg.Cookie == "" || !s.adopt(ctx, cfg.Cookie) {
@@ -105,8 +107,10 @@ func Login(ctx context.Context, cfg Config) (*Session, error) {
 			return nil, err
 		}
 	}
+	kctx, cancel := context.WithCancel(context.Background())
+	s.stopKeepAlive = cancel
 	if cfg.KeepAlive > 0 {
-		go s.keepAlive(cfg.KeepAlive)
+		go s.keepAlive(kctx, cfg.KeepAlive)
 	} else {
 		close(s.done)
 	}
@@ -206,7 +210,7 @@ func (s *Session) Logout(ctx context.Context) error {
 	s.closed = true
 	c := s.client
 	s.mu.Unlock()
-	close(s.stop)
+	s.stopKeepAlive()
 	<-s.done
 	if err := session.NewManager(c).Logout(ctx); err != nil {
 		return fmt.Errorf("logout from %s: %w", s.sdk.Host, err)
@@ -214,18 +218,18 @@ func (s *Session) Logout(ctx context.Context) error {
 	return nil
 }
 
-// keepAlive checks the session every interval until Logout.
-func (s *Session) keepAlive(every time.Duration) {
+// keepAlive checks the session every interval until Logout cancels ctx.
+func (s *Session) keepAlive(ctx context.Context, every time.Duration) {
 	defer close(s.done)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
-		case <-s.stop:
+		case <-ctx.Done():
 			return
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), every)
-			_ = s.Check(ctx) // a failure is met again by the next check or request
+			cctx, cancel := context.WithTimeout(ctx, every)
+			_ = s.Check(cctx) // a failure is met again by the next check or request
 			cancel()
 		}
 	}
