@@ -215,3 +215,59 @@ func TestCacheIndexContract(t *testing.T) {
 		}
 	})
 }
+
+// TestCacheIndexConcurrentCaches: the store allows every method concurrently, so caches used
+// from their own goroutines (one Budget each) never see each other's records, and a cache whose
+// layout changes drops only its own.
+func TestCacheIndexConcurrentCaches(t *testing.T) {
+	ctx := context.Background()
+	s := newReopenable(t).s
+	l := cache.Layout{ChunkSize: 1 << 20, SourceSize: 1 << 30}
+	const caches, rounds = 6, 40
+	var wg sync.WaitGroup
+	for k := range caches {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ix := s.CacheIndex(fmt.Sprint("src", k))
+			if _, err := ix.Load(ctx, l); err != nil {
+				t.Error(err)
+				return
+			}
+			for i := range int64(rounds) {
+				c := cache.ChunkInfo{Index: i, Seq: uint64(k*1000) + uint64(i), Priority: k%2 == 0}
+				if err := ix.MarkPresent(ctx, []cache.ChunkInfo{c, {Index: i + 1000, Seq: 1}}); err != nil {
+					t.Error(err)
+					return
+				}
+				if err := ix.Evict(ctx, []int64{i + 1000}); err != nil {
+					t.Error(err)
+					return
+				}
+				c.Seq++
+				if err := ix.Touch(ctx, []cache.ChunkInfo{c}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			if k == 0 { // a new layout for this cache only
+				if cs, err := ix.Load(ctx, cache.Layout{ChunkSize: 4096, SourceSize: 1 << 30}); err != nil || len(cs) != 0 {
+					t.Errorf("cache 0 under a new layout: %d chunks, %v", len(cs), err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for k := 1; k < caches; k++ {
+		cs, err := s.CacheIndex(fmt.Sprint("src", k)).Load(ctx, l)
+		if err != nil || len(cs) != rounds {
+			t.Fatalf("cache %d: %d chunks, %v; want %d", k, len(cs), err, rounds)
+		}
+		for i, c := range cs { // bbolt returns them by index
+			want := cache.ChunkInfo{Index: int64(i), Seq: uint64(k*1000+i) + 1, Priority: k%2 == 0}
+			if c != want {
+				t.Fatalf("cache %d: chunk %+v, want %+v", k, c, want)
+			}
+		}
+	}
+}
