@@ -2,8 +2,6 @@ package source
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/h2kvm/h2kvm/vfs/source/sourcetest"
@@ -12,10 +10,7 @@ import (
 // The local file source, opened as a user's path is.
 func TestContract(t *testing.T) {
 	sourcetest.Run(t, func(t *testing.T, content []byte) sourcetest.Fixture {
-		p := filepath.Join(t.TempDir(), "disk.bin")
-		if err := os.WriteFile(p, content, 0o600); err != nil {
-			t.Fatal(err)
-		}
+		p := sourcetest.WriteFile(t, "disk.bin", content)
 		o, name, err := Open(context.Background(), p, Config{})
 		if err != nil {
 			t.Fatal(err)

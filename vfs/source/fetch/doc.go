@@ -16,6 +16,8 @@
 // the next successful dial counts as a reconnect. After Close, Get fails with ErrClosed and
 // returned connections are closed. All methods may be called concurrently.
 //
+// Open retries the opening of a file with the same rules for the context and for errors.
+//
 // Statistics: Reader counts the payload bytes a fetch filled; a fetch counts the requests it
 // sends (it alone knows when one was sent); Pool counts reconnects.
 package fetch

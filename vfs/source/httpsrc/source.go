@@ -138,13 +138,13 @@ func (c *client) open(ctx context.Context, u *url.URL) (*Source, error) {
 	ru.User = nil
 	s := &Source{c: c, u: &ru, name: ru.String()}
 	var size int64 = -1
-	err := retry.Do(ctx, c.opts.Retry, c.stats, func(ctx context.Context, attempt int) error {
+	err := fetch.Open(ctx, "http", s.name, c.opts.Retry, c.stats, func(ctx context.Context) error {
 		var err error
 		size, s.etag, err = s.probe(ctx)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("http: open %s: %w", s.name, err)
+		return nil, err
 	}
 	s.size = size
 	s.r = fetch.Reader{Subsystem: "http", Name: s.name, Size: size, Retry: c.opts.Retry, Stats: c.stats, Fetch: s.fetch}

@@ -13,10 +13,7 @@ import (
 // read with EIO while a trigger file exists.
 func TestContract(t *testing.T) {
 	sourcetest.Run(t, func(t *testing.T, content []byte) sourcetest.Fixture {
-		dir := t.TempDir()
-		if err := os.WriteFile(filepath.Join(dir, "disk.bin"), content, 0o600); err != nil {
-			t.Fatal(err)
-		}
+		dir := filepath.Dir(sourcetest.WriteFile(t, "disk.bin", content))
 		trigger := filepath.Join(t.TempDir(), "fail")
 		sock := nbdkittest.Start(t, "--filter=error", "file", "dir="+dir,
 			"error-pread=EIO", "error-pread-rate=100%", "error-pread-file="+trigger)

@@ -91,16 +91,13 @@ func Open(ctx context.Context, uri string, opts Options) (*Source, error) {
 	s := &Source{uri: uri, name: u.Redacted(), opts: opts}
 	s.pool = fetch.NewPool(fetch.PoolConfig[*libnbd.Handle]{Size: opts.Conns, Dial: s.dial, Close: closeHandle, Stats: opts.Stats})
 	var h *libnbd.Handle
-	err = retry.Do(ctx, opts.Retry, opts.Stats, func(ctx context.Context, attempt int) error {
+	err = fetch.Open(ctx, "nbd", s.name, opts.Retry, opts.Stats, func(ctx context.Context) error {
 		var err error
 		h, err = s.pool.Get(ctx)
 		return err
 	})
 	if err != nil {
-		if ctx.Err() != nil && err == ctx.Err() {
-			return nil, err
-		}
-		return nil, fmt.Errorf("nbd: open %s: %w", s.name, err)
+		return nil, err
 	}
 	if s.size, err = h.Size(); err != nil {
 		s.pool.Put(h)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 
@@ -20,12 +19,7 @@ func TestContract(t *testing.T) {
 		srv := startSSH(t)
 		fs := &faultFS{}
 		srv.serveHandlers(sftp.Handlers{FileGet: fs, FilePut: fs, FileCmd: fs, FileList: fs})
-		dir := t.TempDir()
-		p := filepath.Join(dir, "disk.bin")
-		if err := os.WriteFile(p, content, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		first := srv.url("esx", p)
+		first := srv.url("esx", sourcetest.WriteFile(t, "disk.bin", content))
 		o, err := NewOpener(first, Options{Password: testPassword, KnownHostsFile: srv.knownHosts(t), Retry: fastRetry})
 		if err != nil {
 			t.Fatal(err)

@@ -125,7 +125,7 @@ func (o *Opener) Open(ctx context.Context, name string) (vfs.Source, error) {
 		return nil, fmt.Errorf("ssh: open %s: outside %s: %w", u.Redacted(), o.root, vfs.ErrChain)
 	}
 	s := &Source{d: o.d, path: path.Clean(u.Path), name: u.Redacted()}
-	err = retry.Do(ctx, o.d.opts.Retry, o.d.opts.Stats, func(ctx context.Context, attempt int) error {
+	err = fetch.Open(ctx, "ssh", s.name, o.d.opts.Retry, o.d.opts.Stats, func(ctx context.Context) error {
 		sess, err := o.d.get(ctx)
 		if err != nil {
 			return err
@@ -141,10 +141,7 @@ func (o *Opener) Open(ctx context.Context, name string) (vfs.Source, error) {
 		return nil
 	})
 	if err != nil {
-		if ctx.Err() != nil && err == ctx.Err() {
-			return nil, err
-		}
-		return nil, fmt.Errorf("ssh: open %s: %w", s.name, err)
+		return nil, err
 	}
 	// The session dialer counts reconnects; a handle dropped with its session is not one more.
 	s.pool = fetch.NewPool(fetch.PoolConfig[handle]{Size: o.d.opts.Conns, Dial: s.openHandle, Close: closeHandle,

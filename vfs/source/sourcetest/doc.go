@@ -9,8 +9,8 @@
 //   - a short read only at the end, with io.EOF itself; reads at or past the end return 0,
 //     io.EOF; a negative offset is an error;
 //   - parallel reads (run it with -race);
-//   - a cancelled or expired context returns ctx.Err() unwrapped, and the source still
-//     reads afterwards;
+//   - a cancelled or expired context returns ctx.Err() unwrapped from ReadAt (and from Open,
+//     unless Open succeeds without I/O), and the source still reads afterwards;
 //   - fetched bytes are counted when the source reports statistics (stats.Reporter);
 //   - retries: faults within the budget are absorbed, a spent budget wraps vfs.ErrTransient
 //     and names the file and the offset, and the source recovers when the fault ends;

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -52,6 +54,17 @@ type New func(t *testing.T, content []byte) Fixture
 // is not on a block boundary.
 const Size = 1<<20 + 333
 
+// WriteFile writes content to a file called name in a new temporary folder and returns its
+// path.
+func WriteFile(t *testing.T, name string, content []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // Content returns n reproducible pseudo-random bytes.
 func Content(n int) []byte {
 	b := make([]byte, n)
@@ -71,7 +84,7 @@ func Run(t *testing.T, newFixture New) {
 	t.Run("ReadAt", func(t *testing.T) { testReadAt(t, src, content) })
 	t.Run("PastEOF", func(t *testing.T) { testPastEOF(t, src) })
 	t.Run("Parallel", func(t *testing.T) { testParallel(t, src, content) })
-	t.Run("Context", func(t *testing.T) { testContext(t, src, content) })
+	t.Run("Context", func(t *testing.T) { testContext(t, f, src, content) })
 	t.Run("Resolve", func(t *testing.T) { testResolve(t, f, content) })
 	t.Run("Retry", func(t *testing.T) {
 		if f.FailNext == nil && f.Fail == nil {
@@ -210,9 +223,15 @@ func testParallel(t *testing.T, src vfs.Source, content []byte) {
 	wg.Wait()
 }
 
-func testContext(t *testing.T, src vfs.Source, content []byte) {
+func testContext(t *testing.T, f Fixture, src vfs.Source, content []byte) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
+	// Opening may ignore the context (a local file) but not wrap its error.
+	if s, err := f.Opener.Open(ctx, f.Name); err == nil {
+		s.Close()
+	} else if err != context.Canceled {
+		t.Errorf("Open with a cancelled context: %v; want success or context.Canceled itself", err)
+	}
 	if _, err := src.ReadAt(ctx, make([]byte, 4096), 1000); err != context.Canceled {
 		t.Errorf("ReadAt with a cancelled context: %v; want context.Canceled itself", err)
 	}
