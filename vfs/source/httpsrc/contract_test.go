@@ -24,12 +24,18 @@ func TestContract(t *testing.T) {
 					srv.Inject(httpsrctest.Status500)
 				}
 			},
-			Fail: func(on bool) {
-				if on {
-					srv.SetPersistent(httpsrctest.Status500)
-				} else {
-					srv.SetPersistent(httpsrctest.None)
-				}
-			}}
+			Fail:  persistent(srv, httpsrctest.Status500),
+			Stall: persistent(srv, httpsrctest.Stall)}
 	})
+}
+
+// persistent returns a switch of fault f on every request.
+func persistent(srv *httpsrctest.Server, f httpsrctest.Fault) func(on bool) {
+	return func(on bool) {
+		if on {
+			srv.SetPersistent(f)
+		} else {
+			srv.SetPersistent(httpsrctest.None)
+		}
+	}
 }

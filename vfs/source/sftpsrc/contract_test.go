@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -13,7 +14,7 @@ import (
 )
 
 // Files of the in-process SSH server, served read-only from the real file system by handlers
-// that fail every read (SSH_FX_FAILURE) while fail is set.
+// that fail every read (SSH_FX_FAILURE) or hold it, on demand.
 func TestContract(t *testing.T) {
 	sourcetest.Run(t, func(t *testing.T, content []byte) sourcetest.Fixture {
 		srv := startSSH(t)
@@ -26,12 +27,30 @@ func TestContract(t *testing.T) {
 		}
 		t.Cleanup(func() { o.Close() })
 		return sourcetest.Fixture{Opener: o, Name: first, Self: "disk.bin", Missing: "missing.bin", Attempts: fastRetry.Attempts,
-			Fail: fs.fail.Store}
+			Fail: fs.fail.Store, Stall: fs.stall}
 	})
 }
 
 // faultFS serves the local file system read-only through sftp's request server.
-type faultFS struct{ fail atomic.Bool }
+type faultFS struct {
+	fail atomic.Bool
+
+	mu   sync.Mutex
+	hold chan struct{} // while not nil, reads wait for it to close
+}
+
+// stall makes reads wait (on) or lets them go (off).
+func (f *faultFS) stall(on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case on && f.hold == nil:
+		f.hold = make(chan struct{})
+	case !on && f.hold != nil:
+		close(f.hold)
+		f.hold = nil
+	}
+}
 
 var errInjected = errors.New("injected read failure")
 
@@ -68,6 +87,12 @@ type faultFile struct {
 }
 
 func (f faultFile) ReadAt(p []byte, off int64) (int, error) {
+	f.fs.mu.Lock()
+	hold := f.fs.hold
+	f.fs.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
 	if f.fs.fail.Load() {
 		return 0, errInjected
 	}

@@ -10,7 +10,8 @@
 //     io.EOF; a negative offset is an error;
 //   - parallel reads (run it with -race);
 //   - a cancelled or expired context returns ctx.Err() unwrapped from ReadAt (and from Open,
-//     unless Open succeeds without I/O), and the source still reads afterwards;
+//     unless Open succeeds without I/O), also while the server holds the read (Stall), and the
+//     source still reads afterwards;
 //   - fetched bytes are counted when the source reports statistics (stats.Reporter);
 //   - retries: faults within the budget are absorbed, a spent budget wraps vfs.ErrTransient
 //     and names the file and the offset, and the source recovers when the fault ends;

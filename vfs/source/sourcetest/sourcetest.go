@@ -40,6 +40,9 @@ type Fixture struct {
 	FailNext func(n int)
 	// Fail, when set, turns a transient fault of every read request on or off.
 	Fail func(on bool)
+	// Stall, when set, makes the server hold every read request without answering (on) or
+	// answer again (off).
+	Stall func(on bool)
 }
 
 // DefaultEscapes leave any folder a file may be in: up past the root, and an absolute path
@@ -242,6 +245,19 @@ func testContext(t *testing.T, f Fixture, src vfs.Source, content []byte) {
 	}
 	// The source still works.
 	check(t, src, content, 1000, 4096)
+	if f.Stall == nil {
+		return
+	}
+	// A read the server holds ends when its context does, with ctx.Err() itself.
+	f.Stall(true)
+	sctx, scancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer scancel()
+	_, err := src.ReadAt(sctx, make([]byte, 4096), 5000)
+	f.Stall(false)
+	if err != context.DeadlineExceeded {
+		t.Errorf("ReadAt held by the server, context expired: %v; want context.DeadlineExceeded itself", err)
+	}
+	check(t, src, content, 5000, 4096)
 }
 
 func testResolve(t *testing.T, f Fixture, content []byte) {
