@@ -23,7 +23,7 @@ func TestContract(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { o.Close() })
-		return sourcetest.Fixture{Opener: o, Name: first, Self: "disk.bin", Attempts: fastRetry.Attempts,
+		return sourcetest.Fixture{Opener: o, Name: first, Self: "disk.bin", Missing: "missing.bin", Attempts: fastRetry.Attempts,
 			// Export names are the server's whole namespace: only climbing above it escapes.
 			Escapes: []string{"../../etc/passwd", "../disk.bin"},
 			Fail: func(on bool) {

@@ -133,6 +133,9 @@ func (s *Source) dial(ctx context.Context) (*libnbd.Handle, error) {
 		if errors.As(err, &le) && (le.Errno == syscall.EINVAL || le.Errno == syscall.ENOTSUP) {
 			return nil, err
 		}
+		if isNoExport(le) {
+			return nil, fmt.Errorf("%w: %w", err, vfs.ErrNotFound)
+		}
 		return nil, retry.Transient(err)
 	}
 	if s.size > 0 {
@@ -142,6 +145,13 @@ func (s *Source) dial(ctx context.Context) (*libnbd.Handle, error) {
 		}
 	}
 	return h, nil
+}
+
+// isNoExport reports whether the server refused the export name in the handshake. libnbd
+// says so with ENOENT and this text only; a missing Unix socket is ENOENT too, but transient
+// (a server restarting).
+func isNoExport(le *libnbd.Error) bool {
+	return le != nil && le.Errno == syscall.ENOENT && strings.Contains(le.Msg, "has no export named")
 }
 
 // closeHandle disconnects politely from a live server and frees the handle.
