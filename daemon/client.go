@@ -47,6 +47,13 @@ func (c *Client) GetExport(ctx context.Context, name string) (ExportInfo, error)
 	return in, err
 }
 
+// Verify checks the export's source file against its expected digest (see Daemon.Verify).
+func (c *Client) Verify(ctx context.Context, name string, req VerifyRequest) (Verification, error) {
+	var v Verification
+	err := c.do(ctx, http.MethodPost, "/v1/exports/"+url.PathEscape(name)+"/verify", req, &v)
+	return v, err
+}
+
 // DeleteExport removes an export; discard drops a kept overlay.
 func (c *Client) DeleteExport(ctx context.Context, name string, discard bool) error {
 	p := "/v1/exports/" + url.PathEscape(name)

@@ -29,6 +29,10 @@ type ExportSpec struct {
 	// Transient exports are not recorded in the store: they are gone after a restart, and
 	// their overlay is discarded when they close. `serve --export` creates transient exports.
 	Transient bool `json:"transient,omitempty"`
+	// Manifest is the digest the source file should have (from an OVA/OVF manifest). The
+	// export is served at once; POST /v1/exports/{name}/verify checks it, and the export's
+	// info shows the state.
+	Manifest *Digest `json:"manifest,omitempty"`
 }
 
 // ServerInfo tells control API clients where the exports are served.
@@ -100,6 +104,23 @@ func (d *Daemon) controlHandler() http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, info)
+	})
+	mux.HandleFunc("POST /v1/exports/{name}/verify", func(w http.ResponseWriter, r *http.Request) {
+		var req VerifyRequest
+		if r.ContentLength != 0 {
+			dec := json.NewDecoder(io.LimitReader(r.Body, 1<<16))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&req); err != nil {
+				writeJSON(w, http.StatusBadRequest, apiError{Error: "bad JSON: " + err.Error(), Kind: KindBadRequest})
+				return
+			}
+		}
+		v, err := d.Verify(r.Context(), r.PathValue("name"), req)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, v)
 	})
 	mux.HandleFunc("DELETE /v1/exports/{name}", func(w http.ResponseWriter, r *http.Request) {
 		discard := r.URL.Query().Get("discard") == "true"

@@ -128,6 +128,7 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 	for _, rec := range recs {
 		recorded[rec.Name] = true
 		spec := ExportSpec{Name: rec.Name, Source: rec.Source, ReadOnly: rec.ReadOnly, KeepOverlay: rec.KeepOverlay,
+			Manifest:          recordedManifest(rec),
 			IgnoreCIDMismatch: rec.IgnoreCIDMismatch}
 		if _, err := d.open(ctx, spec, rec.Created); err != nil {
 			d.log.Error("export not restored", "export", rec.Name, "source", rec.Source, "err", err)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -32,7 +33,12 @@ type export struct {
 	overlay *overlay.Overlay // nil for read-only exports
 	dev     vfs.Device       // what clients see: overlay or chain
 	opener  source.Opener    // holds the source's connections and sessions
-	files   []string         // guarded by Daemon.mu: locations of the remote files read through caches
+	// chainOpener opens the chain's files (through the caches for remote ones); top is the
+	// location of the file the SOURCE names.
+	chainOpener vfs.Opener
+	top         string
+	verify      verifyState
+	files       []string // guarded by Daemon.mu: locations of the remote files read through caches
 }
 
 // isLocal reports whether a SOURCE names a local file, which is read in place, not cached.
@@ -52,6 +58,9 @@ type ExportInfo struct {
 	VirtualSize int64          `json:"virtual_size"`
 	Chain       *vfs.ChainInfo `json:"chain,omitempty"`
 	Stats       ExportStats    `json:"stats"`
+	// Verification is the check of the source file against Manifest (or a digest asked for
+	// with Verify); nil when neither.
+	Verification *Verification `json:"verification,omitempty"`
 }
 
 // ExportStats are the counters of one export.
@@ -80,6 +89,9 @@ func (d *Daemon) CreateExport(ctx context.Context, spec ExportSpec) (ExportInfo,
 	}
 	if spec.Source == "" {
 		return ExportInfo{}, fmt.Errorf("export %q has no source: %w", spec.Name, ErrBadSpec)
+	}
+	if err := checkManifest(spec); err != nil {
+		return ExportInfo{}, err
 	}
 	if isLocal(spec.Source) && !tarsrc.IsLocation(spec.Source) {
 		// Recorded exports are restored by a daemon that may run elsewhere: keep no
@@ -128,6 +140,9 @@ func (d *Daemon) CreateExport(ctx context.Context, spec ExportSpec) (ExportInfo,
 	}
 	rec := store.ExportRecord{Name: spec.Name, Source: spec.Source, ReadOnly: spec.ReadOnly,
 		KeepOverlay: spec.KeepOverlay, IgnoreCIDMismatch: spec.IgnoreCIDMismatch, Created: created}
+	if m := spec.Manifest; m != nil {
+		rec.ManifestAlg, rec.ManifestHex = m.Alg, m.Hex
+	}
 	if err := d.store.PutExport(ctx, rec); err != nil {
 		d.remove(context.WithoutCancel(ctx), e, true)
 		return ExportInfo{}, err
@@ -145,6 +160,10 @@ func (d *Daemon) open(ctx context.Context, spec ExportSpec, created time.Time) (
 	var chainOpener vfs.Opener = opener
 	if !isLocal(spec.Source) {
 		chainOpener = &cachingOpener{Opener: opener, d: d, e: e}
+	}
+	e.chainOpener, e.top = chainOpener, name
+	if m := spec.Manifest; m != nil {
+		e.verify.set(Verification{File: name, State: VerifyPending, Alg: strings.ToUpper(m.Alg), Expected: strings.ToLower(m.Hex)})
 	}
 	e.chain, err = vfs.OpenDisk(ctx, d.cfg.Formats, chainOpener, name, vfs.OpenOptions{IgnoreCIDMismatch: spec.IgnoreCIDMismatch})
 	if err != nil {
@@ -323,7 +342,8 @@ func (d *Daemon) ListExports() []ExportInfo {
 }
 
 func (d *Daemon) info(ctx context.Context, e *export, withChain bool) ExportInfo {
-	in := ExportInfo{ExportSpec: e.spec, Created: e.created, VirtualSize: e.dev.Size(), Stats: d.stats(e)}
+	in := ExportInfo{ExportSpec: e.spec, Created: e.created, VirtualSize: e.dev.Size(), Stats: d.stats(e),
+		Verification: e.verify.get()}
 	if withChain {
 		if ci, err := e.chain.Info(ctx); err == nil {
 			in.Chain = &ci
@@ -412,7 +432,9 @@ func (o *cachingOpener) Open(ctx context.Context, name string) (vfs.Source, erro
 // under d.mu, so it is written under d.mu too.
 func (o *cachingOpener) record(name string) {
 	o.d.mu.Lock()
-	o.e.files = append(o.e.files, name)
+	if !slices.Contains(o.e.files, name) { // a file opened again (Verify) is counted once
+		o.e.files = append(o.e.files, name)
+	}
 	o.d.mu.Unlock()
 }
 

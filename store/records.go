@@ -23,6 +23,9 @@ type ExportRecord struct {
 	// is discarded when the export closes.
 	KeepOverlay bool      `json:"keep_overlay"`
 	Created     time.Time `json:"created"`
+	// ManifestAlg and ManifestHex are the digest the source file should have, if known.
+	ManifestAlg string `json:"manifest_alg,omitempty"`
+	ManifestHex string `json:"manifest_hex,omitempty"`
 }
 
 // PutExport creates or replaces an export record.

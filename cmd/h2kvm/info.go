@@ -22,7 +22,7 @@ type InfoCmd struct {
 	JSON              bool   `help:"Print the chain as JSON on stdout."`
 	IgnoreCIDMismatch bool   `help:"Open a chain whose parentCID does not match its parent's CID (reported as a warning)."`
 	Snapshot          string `help:"For vsphere:// sources: describe the disks as of this snapshot (name, path or MoRef)."`
-	VerifyDisks       bool   `help:"For OVA/OVF sources: read every disk once completely and check it against the manifest."`
+	VerifyDisks       bool   `help:"For OVA/OVF sources: read every disk once completely and check it against the manifest (otherwise each digest is shown as not verified)."`
 }
 
 func (c *InfoCmd) Help() string {
@@ -93,12 +93,27 @@ func (c *InfoCmd) runVM(ctx context.Context, g *Globals, cfg source.Config) erro
 	}
 	for i, d := range vm.Disks {
 		fmt.Fprintf(w, "\n== disk %d: %s %s capacity %d\n", i, d.Controller, d.Unit, d.Capacity)
+		fmt.Fprintf(w, "manifest: %s\n", manifestState(d))
 		printChain(w, out.Chains[i])
 	}
 	if len(out.Warnings) > 0 {
 		fmt.Fprintf(w, "\nwarnings:\n  %s\n", strings.Join(out.Warnings, "\n  "))
 	}
 	return nil
+}
+
+// manifestState says what is known of a disk's manifest digest.
+func manifestState(d machine.Disk) string {
+	m := d.Manifest
+	switch {
+	case m == nil:
+		return "not listed in a manifest"
+	case m.State == machine.DigestVerified:
+		return fmt.Sprintf("%s %s, verified (the whole disk was read)", m.Alg, m.Hex)
+	case m.State == machine.DigestOff:
+		return fmt.Sprintf("%s %s, not verified (turned off)", m.Alg, m.Hex)
+	}
+	return fmt.Sprintf("%s %s, not verified: info reads the disk in part (migrate checks it from what it reads; --verify-disks reads it all now)", m.Alg, m.Hex)
 }
 
 // chainInfo opens the chain at a disk SOURCE and describes it.

@@ -29,7 +29,8 @@ type MigrateCmd struct {
 	DryRun          bool            `help:"Stop after PLAN: print the facts and the plan, change nothing."`
 	Skip            []migrate.Stage `enum:"fix,validate" placeholder:"STAGE" help:"Skip a stage (fix or validate); stages are never reordered."`
 	Snapshot        string          `help:"For vsphere:// sources: migrate the disks as of this snapshot."`
-	VerifyDisks     bool            `help:"For OVA/OVF sources: read every disk once completely first and refuse the source if a digest differs from the manifest (disks are otherwise read in part, unverified)."`
+	VerifyDisks     bool            `help:"For OVA/OVF sources: read every disk once completely first and refuse the source if a digest differs from the manifest. Without it each disk is checked after conversion from the bytes read (no extra download), before its output gets its final name." xor:"verify"`
+	NoVerifyDisks   bool            `help:"For OVA/OVF sources: do not check disks against the manifest (a warning says so in the report)." xor:"verify"`
 	CacheLimit      Size            `default:"1GiB" placeholder:"SIZE" help:"Local disk for caching remote blocks."`
 	KeepMAC         []string        `name:"keep-mac" placeholder:"MAC" help:"MACs the KVM domain keeps (default: the source VM's)."`
 	NoSerialConsole bool            `help:"Do not add console=ttyS0 to the guest's kernel command line."`
@@ -93,7 +94,7 @@ func (c *MigrateCmd) Run(ctx context.Context, g *Globals) error {
 		Source: c.Source, SourceConfig: cfg, OutputDir: c.Output, Name: c.Name, Server: c.Server, Target: tg,
 		Format: c.Format, Compress: c.Compress, BootTest: c.BootTest, BootTimeout: c.BootTimeout,
 		Resume: c.Resume, DryRun: c.DryRun, Skip: c.Skip, Snapshot: c.Snapshot, VerifyDisks: c.VerifyDisks,
-		CacheLimit: int64(c.CacheLimit), KeepState: c.KeepState,
+		NoVerifyDisks: c.NoVerifyDisks, CacheLimit: int64(c.CacheLimit), KeepState: c.KeepState,
 		Plan:   fixers.PlanOptions{KeepMACs: c.KeepMAC, NoSerialConsole: c.NoSerialConsole},
 		Fixers: fixerall.Fixers(),
 		Log:    g.Log,

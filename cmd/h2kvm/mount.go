@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/h2kvm/h2kvm/daemon"
+	"github.com/h2kvm/h2kvm/pipeline/migrate"
+	"github.com/h2kvm/h2kvm/pipeline/resolve/ovf"
 	"github.com/h2kvm/h2kvm/vfs/source"
 )
 
@@ -17,6 +19,16 @@ type MountCmd struct {
 	Mountpoint string `arg:"" type:"existingdir" help:"An existing empty folder to mount on."`
 	Name       string `help:"Folder name of the disk under MOUNTPOINT (default: the VMDK's base name)."`
 	CacheLimit Size   `default:"256MiB" placeholder:"SIZE" help:"Local disk for caching remote blocks; the cache is deleted at unmount."`
+	Verify     bool   `help:"For an OVA member (ova:ARCHIVE#MEMBER): read it once completely and refuse to mount it unless it matches the OVA's manifest."`
+}
+
+// ovaManifest returns the manifest digest of an OVA member SOURCE for the daemon, or nil.
+func ovaManifest(ctx context.Context, loc string, cfg source.Config) (*daemon.Digest, error) {
+	m, err := migrate.MemberManifest(ctx, loc, cfg)
+	if err != nil || m == nil {
+		return nil, err
+	}
+	return &daemon.Digest{Alg: m.Alg, Hex: m.Hex}, nil
 }
 
 func (c *MountCmd) Help() string {
@@ -51,9 +63,30 @@ func (c *MountCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	if _, err := d.CreateExport(ctx, daemon.ExportSpec{Name: name, Source: c.Source, ReadOnly: true, Transient: true}); err != nil {
+	spec := daemon.ExportSpec{Name: name, Source: c.Source, ReadOnly: true, Transient: true}
+	if spec.Manifest, err = ovaManifest(ctx, c.Source, cfg); err != nil {
 		d.Close(context.WithoutCancel(ctx))
 		return err
+	}
+	if _, err := d.CreateExport(ctx, spec); err != nil {
+		d.Close(context.WithoutCancel(ctx))
+		return err
+	}
+	if spec.Manifest != nil {
+		if !c.Verify {
+			g.Log.Warn("the disk file is listed in the OVA's manifest but not verified; --verify reads it once completely first",
+				"alg", spec.Manifest.Alg, "digest", spec.Manifest.Hex)
+		} else {
+			v, err := d.Verify(ctx, name, daemon.VerifyRequest{})
+			if err == nil && v.State != daemon.VerifyOK {
+				err = fmt.Errorf("mount: %s does not match the manifest: %s %s, the manifest says %s: %w", c.Source, v.Alg, v.Actual, v.Expected, ovf.ErrDigest)
+			}
+			if err != nil {
+				d.Close(context.WithoutCancel(ctx))
+				return err
+			}
+			g.Log.Info("the disk file matches the OVA's manifest", "alg", v.Alg, "digest", v.Actual, "seconds", v.Seconds)
+		}
 	}
 	fmt.Fprintf(g.Stdout, "%s\n", path.Join(c.Mountpoint, name, "disk.raw"))
 	g.Log.Info("mounted read-only; Ctrl-C to unmount", "file", path.Join(c.Mountpoint, name, "disk.raw"))

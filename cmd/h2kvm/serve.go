@@ -75,6 +75,10 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	for _, spec := range specs {
+		if spec.Manifest, err = ovaManifest(ctx, spec.Source, cfg); err != nil {
+			d.Close(context.WithoutCancel(ctx))
+			return err
+		}
 		if _, err := d.CreateExport(ctx, spec); err != nil {
 			d.Close(context.WithoutCancel(ctx))
 			return err

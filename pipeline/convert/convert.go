@@ -24,6 +24,10 @@ type Options struct {
 	Compress bool
 	// Progress, when set, receives the completed percentage as qemu-img reports it.
 	Progress func(percent float64)
+	// Check, when set, runs once the output is complete and synced, before it is renamed into
+	// place. If it fails, the output stays under its temporary name (printed in the error) and
+	// Run returns Check's error.
+	Check func(ctx context.Context, tmp string) error
 }
 
 // Run copies the NBD export at uri into output with qemu-img, sparse-aware: ranges the export
@@ -85,6 +89,15 @@ func Run(ctx context.Context, uri, output string, opt Options) error {
 	}
 	if err := syncFile(tmp.Name()); err != nil {
 		return fmt.Errorf("convert: %w", err)
+	}
+	if opt.Check != nil {
+		if err := opt.Check(ctx, tmp.Name()); err != nil {
+			done = ctx.Err() == nil // keep the output for inspection, unless interrupted
+			if done {
+				return fmt.Errorf("%w (the output is left as %s)", err, tmp.Name())
+			}
+			return err
+		}
 	}
 	if err := os.Rename(tmp.Name(), output); err != nil {
 		return fmt.Errorf("convert: %w", err)

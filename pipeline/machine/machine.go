@@ -32,4 +32,25 @@ type Disk struct {
 	Controller string `json:"controller,omitempty"` // scsi, sata, nvme, ide
 	Unit       string `json:"unit,omitempty"`       // e.g. "0:0"
 	Capacity   int64  `json:"capacity,omitempty"`
+	// Manifest is the digest an OVA/OVF manifest lists for the disk file and whether it has
+	// been checked; nil when no manifest lists the file.
+	Manifest *ManifestDigest `json:"manifest_digest,omitempty"`
+}
+
+// Manifest digest states.
+const (
+	// DigestVerified: the whole file was read and matches (resolve with VerifyDisks).
+	DigestVerified = "verified"
+	// DigestUnverified: still to be checked against the bytes a migration reads.
+	DigestUnverified = "unverified"
+	// DigestOff: verification was turned off.
+	DigestOff = "off"
+)
+
+// ManifestDigest is a manifest's digest of one file.
+type ManifestDigest struct {
+	File  string `json:"file"` // the name the manifest lists
+	Alg   string `json:"alg"`  // SHA1, SHA256 or SHA512
+	Hex   string `json:"hex"`
+	State string `json:"state"`
 }

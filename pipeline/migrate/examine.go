@@ -57,6 +57,11 @@ func Examine(ctx context.Context, src string, opt ExamineOptions) (*Examination,
 	if err != nil {
 		return nil, err
 	}
+	for _, d := range ex.VM.Disks {
+		if m := d.Manifest; m != nil && m.State == machine.DigestUnverified {
+			ex.Warnings = append(ex.Warnings, fmt.Sprintf("disk file %s is not verified against the manifest here (only the parts read are): migrate checks it, or ask for --verify-disks", m.File))
+		}
+	}
 	emb, err := daemon.StartEmbedded(ctx, daemon.EmbeddedOptions{CacheLimit: opt.CacheLimit, Source: opt.Source, Logger: opt.Log})
 	if err != nil {
 		return nil, err

@@ -98,6 +98,21 @@ type DiskReport struct {
 	OverlayBytes   int64  `json:"overlay_bytes"`
 	Output         string `json:"output,omitempty"`
 	OutputBytes    int64  `json:"output_bytes"`
+	// Manifest is the check of the disk file against its OVA/OVF manifest digest, made from
+	// the bytes the migration read; nil when there was no digest to check.
+	Manifest *ManifestCheck `json:"manifest,omitempty"`
+}
+
+// ManifestCheck is the outcome of checking one disk file against its manifest digest.
+type ManifestCheck struct {
+	File     string `json:"file"`
+	Alg      string `json:"alg"`
+	Expected string `json:"expected"`
+	Actual   string `json:"actual,omitempty"`
+	Verified bool   `json:"verified"`
+	// ExtraFetchedBytes is what the check fetched beyond the migration's own reads.
+	ExtraFetchedBytes int64   `json:"extra_fetched_bytes"`
+	Seconds           float64 `json:"seconds"`
 }
 
 func (j *Job) done(s Stage) bool { r, ok := j.Stages[s]; return ok && r.Status == "done" }

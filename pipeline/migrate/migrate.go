@@ -20,6 +20,7 @@ import (
 	"github.com/h2kvm/h2kvm/pipeline"
 	"github.com/h2kvm/h2kvm/pipeline/convert"
 	"github.com/h2kvm/h2kvm/pipeline/host"
+	"github.com/h2kvm/h2kvm/pipeline/machine"
 	"github.com/h2kvm/h2kvm/pipeline/target"
 	"github.com/h2kvm/h2kvm/pipeline/target/libvirt"
 	"github.com/h2kvm/h2kvm/store"
@@ -57,8 +58,12 @@ type Options struct {
 	// VerifyDisks reads every OVA/OVF disk once completely during FETCH and refuses the
 	// source when a digest differs from the manifest.
 	VerifyDisks bool
-	CacheLimit  int64
-	Plan        fixers.PlanOptions
+	// NoVerifyDisks turns off the default check of OVA/OVF disks against their manifest
+	// digests (made at the end of CONVERT, from the bytes read, before the output is renamed
+	// into place).
+	NoVerifyDisks bool
+	CacheLimit    int64
+	Plan          fixers.PlanOptions
 	// Fixers are the guest fixers INSPECT chooses from (fixers.Select); nil means all.Fixers().
 	Fixers []fixers.Fixer
 	// KeepState keeps OutputDir/.h2kvm (overlays, cache, job record) after success.
@@ -86,6 +91,7 @@ type backend interface {
 	CreateExport(ctx context.Context, spec daemon.ExportSpec) (daemon.ExportInfo, error)
 	GetExport(ctx context.Context, name string) (daemon.ExportInfo, error)
 	DeleteExport(ctx context.Context, name string, discard bool) error
+	Verify(ctx context.Context, name string, req daemon.VerifyRequest) (daemon.Verification, error)
 }
 
 // runner holds one run's state.
@@ -302,6 +308,7 @@ func (r *runner) stages(ctx context.Context) error {
 
 func (r *runner) fetch(ctx context.Context) error {
 	vm, err := ResolveVM(ctx, r.opt.Source, r.opt.SourceConfig, ResolveOptions{Snapshot: r.opt.Snapshot, VerifyDisks: r.opt.VerifyDisks,
+		NoVerifyDisks: r.opt.NoVerifyDisks,
 		Warn: func(m string) {
 			r.job.Warnings = append(r.job.Warnings, m)
 			r.emit(Event{Stage: Fetch, Status: "warning", Message: m})
@@ -337,6 +344,9 @@ func (r *runner) flatten(ctx context.Context) error {
 	for i, d := range r.job.VM.Disks {
 		name := fmt.Sprintf("%s-disk%d", r.job.ID, i)
 		spec := daemon.ExportSpec{Name: name, Source: d.Source, KeepOverlay: true}
+		if m := d.Manifest; m != nil && m.State == machine.DigestUnverified {
+			spec.Manifest = &daemon.Digest{Alg: m.Alg, Hex: m.Hex}
+		}
 		if _, err := r.be.CreateExport(ctx, spec); err != nil && !errors.Is(err, daemon.ErrExists) {
 			return fmt.Errorf("flatten: disk %d (%s): %w", i, d.Source, err)
 		}
@@ -490,6 +500,7 @@ func (r *runner) convert(ctx context.Context) error {
 				Progress: func(p float64) {
 					r.emit(Event{Stage: Convert, Status: "progress", Percent: p, Message: filepath.Base(out)})
 				},
+				Check: func(ctx context.Context, _ string) error { return r.verifyDisk(ctx, i) },
 			})
 			if err != nil {
 				if errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), "No space left") {

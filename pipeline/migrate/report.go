@@ -55,6 +55,22 @@ func markdown(j *Job) string {
 				mib(d.VirtualBytes), mib(d.AllocatedBytes), mib(d.FetchedBytes), mib(d.OverlayBytes), d.Output, mib(d.OutputBytes))
 		}
 	}
+	var checks []string
+	for _, d := range j.Disks {
+		if c := d.Manifest; c != nil {
+			state := "**does not match**, the bytes read hash to " + c.Actual
+			if c.Verified {
+				state = "verified"
+			}
+			checks = append(checks, fmt.Sprintf("- `%s`: %s %s %s (the check fetched %s more)\n", c.File, c.Alg, c.Expected, state, mib(c.ExtraFetchedBytes)))
+		}
+	}
+	if len(checks) > 0 {
+		w("\n## Manifest digests\n\n")
+		for _, c := range checks {
+			w("%s", c)
+		}
+	}
 	w("\n## Stages\n\n| stage | status | seconds | error |\n|---|---|---|---|\n")
 	for _, s := range Stages {
 		r, ok := j.Stages[s]

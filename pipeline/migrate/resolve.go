@@ -12,6 +12,7 @@ import (
 	"github.com/h2kvm/h2kvm/pipeline/resolve/vsphere"
 	"github.com/h2kvm/h2kvm/vfs"
 	"github.com/h2kvm/h2kvm/vfs/source"
+	"github.com/h2kvm/h2kvm/vfs/source/tarsrc"
 )
 
 // ResolveOptions are the choices of ResolveVM.
@@ -20,6 +21,9 @@ type ResolveOptions struct {
 	Snapshot string
 	// VerifyDisks reads every OVA/OVF disk once completely to check it against the manifest.
 	VerifyDisks bool
+	// NoVerifyDisks leaves OVA/OVF disk digests unchecked (with a warning); by default they
+	// come back in machine.Disk.Manifest, to be checked once the disk has been read.
+	NoVerifyDisks bool
 	// Warn (may be nil) receives warnings, e.g. a running VM read without a snapshot.
 	Warn func(string)
 }
@@ -33,9 +37,10 @@ func ResolveVM(ctx context.Context, loc string, cfg source.Config, ro ResolveOpt
 		warn = func(string) {}
 	}
 	opt := resolve.Options{
-		VSphere:     vsphere.Options{TLS: cfg.TLS, Snapshot: ro.Snapshot, Warn: warn},
-		Warn:        warn,
-		VerifyDisks: ro.VerifyDisks,
+		VSphere:       vsphere.Options{TLS: cfg.TLS, Snapshot: ro.Snapshot, Warn: warn},
+		Warn:          warn,
+		VerifyDisks:   ro.VerifyDisks,
+		NoVerifyDisks: ro.NoVerifyDisks,
 	}
 	if k := resolve.KindOf(loc); k != resolve.KindVSphere && k != resolve.KindDisk && strings.Contains(loc, "://") {
 		o, _, err := source.Open(ctx, loc, cfg)
@@ -65,3 +70,26 @@ func ResolveVM(ctx context.Context, loc string, cfg source.Config, ro ResolveOpt
 }
 
 func isNotFound(err error) bool { return errors.Is(err, vfs.ErrNotFound) }
+
+// MemberManifest returns the manifest digest of an OVA member location ("ova:ARCHIVE#MEMBER"),
+// or nil when loc is not one or no manifest lists it. Remote archives are read through the
+// source opener of their location.
+func MemberManifest(ctx context.Context, loc string, cfg source.Config) (*machine.ManifestDigest, error) {
+	if !tarsrc.IsLocation(loc) {
+		return nil, nil
+	}
+	archive, _, err := tarsrc.Split(loc)
+	if err != nil {
+		return nil, err
+	}
+	var opt resolve.Options
+	if strings.Contains(archive, "://") {
+		o, _, err := source.Open(ctx, archive, cfg)
+		if err != nil {
+			return nil, err
+		}
+		defer o.Close()
+		opt.Opener = o
+	}
+	return resolve.MemberManifest(ctx, loc, opt)
+}

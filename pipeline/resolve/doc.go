@@ -19,11 +19,12 @@
 //
 // Verification (OVA/OVF): the OVF descriptor is checked against the manifest eagerly and a
 // mismatch refuses the package (ovf.ErrDigest); a manifest that does not list the OVF is a
-// warning. Disk members are NOT verified by default: the block layer reads them at random and
-// in part, which cannot be checked against a whole-file digest. Options.VerifyDisks reads each
-// listed disk completely first (the cost of a full read) and refuses a mismatch; otherwise a
-// warning says which disks were not verified. Signatures (.cert) are not checked, and a
-// warning says so.
+// warning. Disk members are read at random and in part, which cannot be checked against a
+// whole-file digest on the way, so by default Resolve reads no disk: it returns each listed
+// disk's digest in machine.Disk.Manifest (state "unverified") for the migration to check once
+// it has read the disk. Options.VerifyDisks reads each listed disk completely first (the cost of
+// a full read) and refuses a mismatch (state "verified"); Options.NoVerifyDisks turns the check
+// off (state "off") with a warning. Signatures (.cert) are not checked, and a warning says so.
 //
 // Warnings (a running VM read without a snapshot, an unverified disk, a truncated disk member,
 // skipped devices) go to Options.Warn; errors are wrapped with "resolve: " and the subsystem.

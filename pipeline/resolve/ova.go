@@ -3,6 +3,7 @@ package resolve
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"path"
@@ -189,7 +190,7 @@ func resolvePackage(ctx context.Context, p pkg, ovfName, mfName string, opt *Opt
 		if err != nil {
 			return nil, fmt.Errorf("resolve: %s: disk file %s: %w", where, f.Href, err)
 		}
-		err = checkDiskFile(ctx, src, f, mf, opt, where, &unverified)
+		want, err := checkDiskFile(ctx, src, f, mf, opt, where, &unverified)
 		src.Close()
 		if err != nil {
 			return nil, err
@@ -198,14 +199,14 @@ func resolvePackage(ctx context.Context, p pkg, ovfName, mfName string, opt *Opt
 		if err != nil {
 			return nil, fmt.Errorf("resolve: %s: disk file %s: %w", where, f.Href, err)
 		}
-		d := machine.Disk{Source: loc, Controller: a.Controller, Capacity: a.Capacity}
+		d := machine.Disk{Source: loc, Controller: a.Controller, Capacity: a.Capacity, Manifest: want}
 		if a.Controller != "" {
 			d.Unit = fmt.Sprintf("%d:%d", a.Bus, a.Unit)
 		}
 		vm.Disks = append(vm.Disks, d)
 	}
 	if len(unverified) > 0 {
-		opt.warnf("%s: disk(s) %s not verified against the manifest: the block layer reads them in part and at random (ask for VerifyDisks to read them completely first)", where, strings.Join(unverified, ", "))
+		opt.warnf("%s: disk(s) %s not verified against the manifest: verification was turned off", where, strings.Join(unverified, ", "))
 	}
 	if len(vm.Disks) == 0 {
 		return nil, fmt.Errorf("resolve: %s: the virtual system has no disk with a file: %w", where, ovf.ErrInvalid)
@@ -213,9 +214,10 @@ func resolvePackage(ctx context.Context, p pkg, ovfName, mfName string, opt *Opt
 	return vm, nil
 }
 
-// checkDiskFile compares a disk file with its declared size and, when asked, its manifest
-// digest.
-func checkDiskFile(ctx context.Context, src vfs.Source, f *ovf.File, mf ovf.Manifest, opt *Options, where string, unverified *[]string) error {
+// checkDiskFile compares a disk file with its declared size and returns its manifest digest
+// (nil when not listed): checked at once with VerifyDisks (a full read), else left for the
+// migration to check once it has read the disk anyway, or marked off with NoVerifyDisks.
+func checkDiskFile(ctx context.Context, src vfs.Source, f *ovf.File, mf ovf.Manifest, opt *Options, where string, unverified *[]string) (*machine.ManifestDigest, error) {
 	if ms, ok := src.(*tarsrc.Source); ok && ms.Member().Truncated() {
 		m := ms.Member()
 		opt.warnf("%s: disk file %s is cut short: the archive holds %d of its %d bytes; reads past that fail (%v)", where, f.Href, m.Available, m.Size, vfs.ErrTruncated)
@@ -224,20 +226,76 @@ func checkDiskFile(ctx context.Context, src vfs.Source, f *ovf.File, mf ovf.Mani
 		opt.warnf("%s: disk file %s is %d bytes but the descriptor declares %d: the package was cut short or altered; reads past what is there fail (%v)", where, f.Href, src.Size(), f.Size, vfs.ErrTruncated)
 	}
 	d, listed := mf[f.Href]
-	switch {
-	case mf == nil:
-	case !listed:
+	if mf == nil {
+		return nil, nil
+	}
+	if !listed {
 		opt.warnf("%s: manifest does not list disk file %s: it is not verified", where, f.Href)
+		return nil, nil
+	}
+	md := &machine.ManifestDigest{File: f.Href, Alg: d.Alg, Hex: hex.EncodeToString(d.Sum), State: machine.DigestUnverified}
+	switch {
 	case opt.VerifyDisks:
 		sum, err := tarsrc.Digest(ctx, src, ovf.NewHash(d.Alg))
 		if err != nil {
-			return fmt.Errorf("resolve: %s: verifying disk file %s: %w", where, f.Href, err)
+			return nil, fmt.Errorf("resolve: %s: verifying disk file %s: %w", where, f.Href, err)
 		}
 		if err := mf.Verify(f.Href, sum); err != nil {
-			return fmt.Errorf("resolve: %s: %w", where, err)
+			return nil, fmt.Errorf("resolve: %s: %w", where, err)
 		}
-	default:
+		md.State = machine.DigestVerified
+	case opt.NoVerifyDisks:
 		*unverified = append(*unverified, f.Href)
+		md.State = machine.DigestOff
 	}
-	return nil
+	return md, nil
+}
+
+// MemberManifest returns the manifest digest of the OVA member at loc (an "ova:ARCHIVE#MEMBER"
+// location), read from the archive's manifest (the .mf named like its .ovf, else the first
+// .mf), or nil when the archive has no manifest or it does not list the member. It reads the
+// archive's headers and the manifest only.
+func MemberManifest(ctx context.Context, loc string, opt Options) (*machine.ManifestDigest, error) {
+	archive, member, err := tarsrc.Split(loc)
+	if err != nil {
+		return nil, err
+	}
+	to := tarsrc.NewOpener(opt.opener())
+	ix, err := to.Index(ctx, archive)
+	if err != nil {
+		return nil, fmt.Errorf("resolve: OVA: %w", err)
+	}
+	var mfs []string
+	want := ""
+	for _, n := range ix.Names() {
+		switch strings.ToLower(path.Ext(n)) {
+		case ".mf":
+			mfs = append(mfs, n)
+		case ".ovf":
+			if want == "" {
+				want = strings.TrimSuffix(n, path.Ext(n)) + ".mf"
+			}
+		}
+	}
+	if len(mfs) == 0 {
+		return nil, nil
+	}
+	mfName := mfs[0]
+	if contains(mfs, want) {
+		mfName = want
+	}
+	p := &ovaPkg{archive: archive, o: to, ix: ix}
+	b, err := readSmall(ctx, p, mfName, ovf.MaxManifestSize)
+	if err != nil {
+		return nil, fmt.Errorf("resolve: %s: manifest: %w", archive, err)
+	}
+	mf, err := ovf.ParseManifest(bytes.NewReader(b), mfName)
+	if err != nil {
+		return nil, fmt.Errorf("resolve: %s: %w", archive, err)
+	}
+	d, ok := mf[member]
+	if !ok {
+		return nil, nil
+	}
+	return &machine.ManifestDigest{File: member, Alg: d.Alg, Hex: hex.EncodeToString(d.Sum), State: machine.DigestUnverified}, nil
 }

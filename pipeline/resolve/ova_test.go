@@ -3,6 +3,8 @@ package resolve
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	"os/exec"
@@ -40,7 +42,7 @@ func ovaFixture(t *testing.T) (ova, disk string, members []member) {
 }
 
 func TestResolveOVA(t *testing.T) {
-	ova, disk, _ := ovaFixture(t)
+	ova, disk, members := ovaFixture(t)
 	ctx := context.Background()
 	var warnings []string
 	vm, err := Resolve(ctx, ova, Options{Warn: func(m string) { warnings = append(warnings, m) }})
@@ -55,12 +57,20 @@ func TestResolveOVA(t *testing.T) {
 	if len(vm.Disks) != 1 || vm.Disks[0].Source != want || vm.Disks[0].Controller != "scsi" || vm.Disks[0].Unit != "0:0" || vm.Disks[0].Capacity != 6<<20 {
 		t.Fatalf("disks %+v, want source %s", vm.Disks, want)
 	}
-	if len(warnings) != 1 || !strings.Contains(warnings[0], "not verified") {
-		t.Fatalf("warnings %v: want one saying the disk was not verified", warnings)
+	// By default the disk's digest is left for the migration to check, with no warning.
+	sum := sha256.Sum256(members[2].data)
+	if m := vm.Disks[0].Manifest; len(warnings) != 0 || m == nil || m.File != "web-disk1.vmdk" || m.Alg != "SHA256" || m.Hex != hex.EncodeToString(sum[:]) || m.State != "unverified" {
+		t.Fatalf("default: warnings %v, manifest digest %+v, want %x", warnings, vm.Disks[0].Manifest, sum)
 	}
 	warnings = nil
-	if _, err := Resolve(ctx, ova, Options{VerifyDisks: true, Warn: func(m string) { warnings = append(warnings, m) }}); err != nil || len(warnings) != 0 {
-		t.Fatalf("VerifyDisks: %v %v", err, warnings)
+	vm2, err := Resolve(ctx, ova, Options{VerifyDisks: true, Warn: func(m string) { warnings = append(warnings, m) }})
+	if err != nil || len(warnings) != 0 || vm2.Disks[0].Manifest == nil || vm2.Disks[0].Manifest.State != "verified" {
+		t.Fatalf("VerifyDisks: %v %v %+v", err, warnings, vm2.Disks[0].Manifest)
+	}
+	warnings = nil
+	vm3, err := Resolve(ctx, ova, Options{NoVerifyDisks: true, Warn: func(m string) { warnings = append(warnings, m) }})
+	if err != nil || len(warnings) != 1 || !strings.Contains(warnings[0], "not verified") || vm3.Disks[0].Manifest == nil || vm3.Disks[0].Manifest.State != "off" {
+		t.Fatalf("NoVerifyDisks: %v, warnings %v (want one saying the disk was not verified), %+v", err, warnings, vm3.Disks[0].Manifest)
 	}
 
 	// The disk read in place through tarsrc and vmdk equals qemu-img's reading of the file.
@@ -92,9 +102,14 @@ func TestOVATamperedDiskFoundOnlyWhenVerified(t *testing.T) {
 	if _, err := Resolve(context.Background(), ova, Options{VerifyDisks: true}); !errors.Is(err, ovf.ErrDigest) || !strings.Contains(err.Error(), "web-disk1.vmdk") {
 		t.Fatalf("VerifyDisks: got %v, want a digest mismatch on the disk", err)
 	}
+	// Without VerifyDisks the resolver reads no disk: the digest is handed on to be checked.
+	vm, err := Resolve(context.Background(), ova, Options{})
+	if err != nil || vm.Disks[0].Manifest == nil || vm.Disks[0].Manifest.State != "unverified" {
+		t.Fatalf("default resolve: %v %+v (want success with the digest to check)", err, vm)
+	}
 	var warnings []string
-	if _, err := Resolve(context.Background(), ova, Options{Warn: func(m string) { warnings = append(warnings, m) }}); err != nil || len(warnings) == 0 {
-		t.Fatalf("unverified resolve: %v %v (want success with a warning)", err, warnings)
+	if _, err := Resolve(context.Background(), ova, Options{NoVerifyDisks: true, Warn: func(m string) { warnings = append(warnings, m) }}); err != nil || len(warnings) == 0 {
+		t.Fatalf("NoVerifyDisks resolve: %v %v (want success with a warning)", err, warnings)
 	}
 }
 

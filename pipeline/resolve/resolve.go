@@ -25,6 +25,10 @@ type Options struct {
 	// VerifyDisks reads every OVA/OVF disk the manifest lists completely and checks its
 	// digest before returning.
 	VerifyDisks bool
+	// NoVerifyDisks leaves disk digests unchecked (with a warning). Without it, and without
+	// VerifyDisks, each listed disk's digest is recorded in machine.Disk.Manifest for the
+	// migration to check once it has read the disk.
+	NoVerifyDisks bool
 	// Warn receives warnings; nil drops them.
 	Warn func(msg string)
 }
