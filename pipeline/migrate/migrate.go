@@ -25,6 +25,7 @@ import (
 	"github.com/h2kvm/h2kvm/pipeline/target/libvirt"
 	"github.com/h2kvm/h2kvm/store"
 	"github.com/h2kvm/h2kvm/vfs/source"
+	"github.com/h2kvm/h2kvm/vfs/source/vsession"
 )
 
 // Options configure Run.
@@ -138,6 +139,17 @@ func Run(ctx context.Context, opt Options) (*Job, error) {
 		return nil, err
 	}
 
+	// One vSphere login serves both the inventory (FETCH) and the embedded daemon's datastore
+	// reads of the disks; it ends with the daemon.
+	if r.opt.SourceConfig.VSphereSessions == nil {
+		shelf := vsession.NewShelf()
+		r.opt.SourceConfig.VSphereSessions = shelf
+		defer func() {
+			if err := shelf.Close(context.WithoutCancel(ctx)); err != nil {
+				r.log.Warn("vSphere logout", "err", err)
+			}
+		}()
+	}
 	closeBackend, err := r.startBackend(ctx)
 	if err != nil {
 		return r.job, err
@@ -308,7 +320,7 @@ func (r *runner) stages(ctx context.Context) error {
 
 func (r *runner) fetch(ctx context.Context) error {
 	vm, err := ResolveVM(ctx, r.opt.Source, r.opt.SourceConfig, ResolveOptions{Snapshot: r.opt.Snapshot, VerifyDisks: r.opt.VerifyDisks,
-		NoVerifyDisks: r.opt.NoVerifyDisks,
+		NoVerifyDisks: r.opt.NoVerifyDisks, Sessions: r.opt.SourceConfig.VSphereSessions,
 		Warn: func(m string) {
 			r.job.Warnings = append(r.job.Warnings, m)
 			r.emit(Event{Stage: Fetch, Status: "warning", Message: m})

@@ -13,6 +13,7 @@ import (
 	"github.com/h2kvm/h2kvm/vfs"
 	"github.com/h2kvm/h2kvm/vfs/source"
 	"github.com/h2kvm/h2kvm/vfs/source/tarsrc"
+	"github.com/h2kvm/h2kvm/vfs/source/vsession"
 )
 
 // ResolveOptions are the choices of ResolveVM.
@@ -24,6 +25,9 @@ type ResolveOptions struct {
 	// NoVerifyDisks leaves OVA/OVF disk digests unchecked (with a warning); by default they
 	// come back in machine.Disk.Manifest, to be checked once the disk has been read.
 	NoVerifyDisks bool
+	// Sessions, when set, keeps the vSphere login of a vsphere:// source for the disk reads
+	// (see source.Config.VSphereSessions); the caller logs it out.
+	Sessions *vsession.Shelf
 	// Warn (may be nil) receives warnings, e.g. a running VM read without a snapshot.
 	Warn func(string)
 }
@@ -37,7 +41,7 @@ func ResolveVM(ctx context.Context, loc string, cfg source.Config, ro ResolveOpt
 		warn = func(string) {}
 	}
 	opt := resolve.Options{
-		VSphere:       vsphere.Options{TLS: cfg.TLS, Snapshot: ro.Snapshot, Warn: warn},
+		VSphere:       vsphere.Options{TLS: cfg.TLS, Snapshot: ro.Snapshot, Sessions: ro.Sessions, Warn: warn},
 		Warn:          warn,
 		VerifyDisks:   ro.VerifyDisks,
 		NoVerifyDisks: ro.NoVerifyDisks,

@@ -17,6 +17,7 @@ import (
 	"github.com/h2kvm/h2kvm/vfs/source/sftpsrc"
 	"github.com/h2kvm/h2kvm/vfs/source/stats"
 	"github.com/h2kvm/h2kvm/vfs/source/tarsrc"
+	"github.com/h2kvm/h2kvm/vfs/source/vsession"
 )
 
 // Stats is what an opener fetched: bytes, requests, retries, reconnects.
@@ -49,6 +50,9 @@ type Config struct {
 
 	VSphereUser     string
 	VSpherePassword Secret
+	// VSphereSessions holds live vSphere logins (the inventory resolver's) that datastore
+	// openers of the same host use instead of logging in again; nil means none.
+	VSphereSessions *vsession.Shelf
 
 	SSHUser          string
 	SSHPassword      Secret
@@ -119,7 +123,8 @@ func Open(ctx context.Context, location string, cfg Config) (Opener, string, err
 		if user == "" {
 			user = cfg.VSphereUser
 		}
-		o, err := datastore.NewOpener(ctx, name, datastore.Options{HTTP: hopts, User: user, Password: string(cfg.VSpherePassword)})
+		o, err := datastore.NewOpener(ctx, name, datastore.Options{HTTP: hopts, User: user, Password: string(cfg.VSpherePassword),
+			Session: cfg.VSphereSessions.Get(u.Host, user)})
 		if err != nil {
 			return nil, "", err
 		}

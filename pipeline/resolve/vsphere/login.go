@@ -43,6 +43,10 @@ type Options struct {
 	Timeout time.Duration
 	// Retry bounds the retries of a login after network failures (zero: retry's defaults).
 	Retry retry.Policy
+	// Sessions, when set, receives the session instead of a logout at the end of Resolve: its
+	// owner passes it on to the datastore reads of the VM's disks (one login for both) and
+	// logs it out when done.
+	Sessions *vsession.Shelf
 	// Warn receives warnings; nil drops them.
 	Warn func(msg string)
 }

@@ -10,7 +10,9 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/h2kvm/h2kvm/vfs/source/datastore"
+	"github.com/h2kvm/h2kvm/vfs/source"
 	"github.com/h2kvm/h2kvm/vfs/source/httpsrc"
+	"github.com/h2kvm/h2kvm/vfs/source/vsession"
 )
 
 // loginCounter counts the logins the server records (UserLoginSessionEvent), asked through a
@@ -90,5 +92,35 @@ func TestOneLoginForResolveAndRead(t *testing.T) {
 	}
 	if err := c.Logout(ctx, Options{}); err != nil {
 		t.Fatal(err)
+	}
+
+	// The way migrate does it: Resolve leaves its session on a shelf, and source.Open of a
+	// disk (the daemon's datastore opener) takes it from there.
+	before = logins()
+	shelf := vsession.NewShelf()
+	opt := s.opts()
+	opt.Sessions = shelf
+	vm, err = Resolve(ctx, s.loc("/DC0/vm/"+vmName), opt)
+	if err != nil || shelf.Len() != 1 {
+		t.Fatalf("resolve with a shelf: %v, %d sessions kept", err, shelf.Len())
+	}
+	so, name, err := source.Open(ctx, vm.Disks[0].Source, source.Config{TLS: opt.TLS, VSphereSessions: shelf})
+	if err != nil {
+		t.Fatalf("source.Open with the shelf (and no password): %v", err)
+	}
+	readDisk(t, s, so.(*datastore.Opener), name)
+	so.Close()
+	if n := logins() - before; n != 1 {
+		t.Fatalf("resolve and source.Open with a shelf: %d logins, want 1", n)
+	}
+	sess := shelf.Get(s.host(), "")
+	if sess == nil {
+		t.Fatal("the shelf lost the session")
+	}
+	if err := shelf.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Check(ctx); err == nil {
+		t.Error("the session is still valid after the shelf closed")
 	}
 }

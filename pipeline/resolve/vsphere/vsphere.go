@@ -25,8 +25,16 @@ func Resolve(ctx context.Context, location string, opt Options) (*machine.VM, er
 	if err != nil {
 		return nil, err
 	}
-	defer c.Logout(context.WithoutCancel(ctx), opt)
-	return c.Resolve(ctx, l, opt)
+	vm, err := c.Resolve(ctx, l, opt)
+	switch {
+	case err != nil || opt.Sessions == nil:
+		c.Logout(context.WithoutCancel(ctx), opt)
+	case opt.SessionFile != "":
+		opt.Sessions.Lend(c.Session()) // saved for the next run: not logged out
+	default:
+		opt.Sessions.Put(c.Session())
+	}
+	return vm, err
 }
 
 // Resolve describes the VM of l through an existing session.
