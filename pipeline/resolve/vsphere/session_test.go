@@ -9,8 +9,8 @@ import (
 	"github.com/vmware/govmomi/event"
 	"github.com/vmware/govmomi/vim25/types"
 
-	"github.com/h2kvm/h2kvm/vfs/source/datastore"
 	"github.com/h2kvm/h2kvm/vfs/source"
+	"github.com/h2kvm/h2kvm/vfs/source/datastore"
 	"github.com/h2kvm/h2kvm/vfs/source/httpsrc"
 	"github.com/h2kvm/h2kvm/vfs/source/vsession"
 )
