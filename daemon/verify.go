@@ -2,9 +2,6 @@ package daemon
 
 import (
 	"context"
-	"crypto/sha1"
-	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/hex"
 	"fmt"
 	"hash"
@@ -55,18 +52,6 @@ type VerifyRequest struct {
 	Alg string `json:"alg,omitempty"`
 }
 
-func newHash(alg string) hash.Hash {
-	switch strings.ToUpper(alg) {
-	case "SHA1":
-		return sha1.New()
-	case "SHA256":
-		return sha256.New()
-	case "SHA512":
-		return sha512.New()
-	}
-	return nil
-}
-
 // verifyState is an export's verification, guarded by its own mutex so that a long read
 // never holds the daemon's.
 type verifyState struct {
@@ -107,7 +92,7 @@ func (d *Daemon) Verify(ctx context.Context, name string, req VerifyRequest) (Ve
 	if m := e.spec.Manifest; m != nil {
 		v.Alg, v.Expected = strings.ToUpper(m.Alg), strings.ToLower(m.Hex)
 	}
-	h := newHash(v.Alg)
+	h := tarsrc.NewHash(v.Alg)
 	if h == nil {
 		return Verification{}, fmt.Errorf("export %q: verify: unknown digest algorithm %q (SHA1, SHA256, SHA512): %w", name, v.Alg, ErrBadSpec)
 	}
@@ -162,7 +147,7 @@ func checkManifest(spec ExportSpec) error {
 	if m == nil {
 		return nil
 	}
-	h := newHash(m.Alg)
+	h := tarsrc.NewHash(m.Alg)
 	if h == nil {
 		return fmt.Errorf("export %q: manifest digest algorithm %q is not SHA1, SHA256 or SHA512: %w", spec.Name, m.Alg, ErrBadSpec)
 	}

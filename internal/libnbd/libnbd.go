@@ -468,23 +468,7 @@ func (h *Handle) Cache(ctx context.Context, off, length int64) error {
 	if cookie == -1 {
 		return toErr("nbd_aio_cache", &e)
 	}
-	for {
-		switch C.h2_aio_command_completed(h.h, cookie, &e) {
-		case 1:
-			return nil
-		case -1:
-			return toErr("nbd_cache", &e)
-		}
-		if err := ctx.Err(); err != nil {
-			h.closeLocked()
-			return err
-		}
-		if C.h2_poll(h.h, pollInterval, &e) == -1 {
-			err := toErr("nbd_poll", &e)
-			h.closeLocked()
-			return err
-		}
-	}
+	return h.awaitLocked(ctx, "nbd_cache", cookie)
 }
 
 // Alive reports whether the connection is open and usable.

@@ -3,15 +3,14 @@ package ovf
 import (
 	"bufio"
 	"bytes"
-	"crypto/sha1"
-	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/hex"
 	"fmt"
 	"hash"
 	"io"
 	"regexp"
 	"strings"
+
+	"github.com/h2kvm/h2kvm/vfs/source/tarsrc"
 )
 
 // MaxManifestSize bounds the size of a manifest ParseManifest accepts.
@@ -74,17 +73,7 @@ func trim(s string) string {
 }
 
 // NewHash returns the hash of a manifest algorithm name (nil for an unknown one).
-func NewHash(alg string) hash.Hash {
-	switch alg {
-	case "SHA1":
-		return sha1.New()
-	case "SHA256":
-		return sha256.New()
-	case "SHA512":
-		return sha512.New()
-	}
-	return nil
-}
+func NewHash(alg string) hash.Hash { return tarsrc.NewHash(alg) }
 
 // Verify compares sum, computed with the entry's algorithm, with the manifest's digest of
 // file. It is ErrDigest on a mismatch.

@@ -2,6 +2,9 @@ package tarsrc
 
 import (
 	"context"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
 	"fmt"
 	"hash"
 	"io"
@@ -103,6 +106,20 @@ func Split(loc string) (archive, member string, err error) {
 		return "", "", fmt.Errorf("tarsrc: %q: bad member name escape: %v", loc, err)
 	}
 	return rest[:i], m, nil
+}
+
+// NewHash returns the hash of a manifest algorithm name (SHA1, SHA256 or SHA512, in any case),
+// or nil for another name.
+func NewHash(alg string) hash.Hash {
+	switch strings.ToUpper(alg) {
+	case "SHA1":
+		return sha1.New()
+	case "SHA256":
+		return sha256.New()
+	case "SHA512":
+		return sha512.New()
+	}
+	return nil
 }
 
 // Digest reads s completely, in order, into h and returns the sum. It is how a member's
