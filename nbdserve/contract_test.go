@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 
@@ -14,7 +12,7 @@ import (
 	"github.com/h2kvm/h2kvm/internal/testenv"
 	"github.com/h2kvm/h2kvm/vfs"
 	"github.com/h2kvm/h2kvm/vfs/vfstest"
-	"github.com/h2kvm/h2kvm/vfs/vmdk"
+	"github.com/h2kvm/h2kvm/vfs/vmdk/vmdktest"
 )
 
 // nbdDevice is a vfs.Device read back through libnbd, so that the device contract suite checks
@@ -222,40 +220,10 @@ func TestDeviceContractOverNBD(t *testing.T) {
 		serveAndCheck(t, dev, deviceBytes(t, dev), Options{})
 	})
 	t.Run("VMDKChain", func(t *testing.T) {
-		chain, want := qemuChain(t)
+		chain, want := vmdktest.QemuChain(t)
 		serveAndCheck(t, chain, want, Options{})
 	})
 	t.Run("Empty", func(t *testing.T) {
 		serveAndCheck(t, vfs.NewMemDevice(0), nil, Options{})
 	})
-}
-
-// qemuChain builds a two-link chain of monolithicSparse VMDKs with qemu-img and qemu-io (a
-// size that is not a whole number of grains, overlapping writes, unwritten grains, written
-// zeros), opens it with package vmdk, and returns it with its bytes as qemu-img reads them.
-func qemuChain(t *testing.T) (*vmdk.Chain, []byte) {
-	t.Helper()
-	testenv.NeedTool(t, "qemu-img", "qemu-io")
-	dir := t.TempDir()
-	testenv.Run(t, dir, "qemu-img", "create", "-q", "-f", "vmdk", "-o", "subformat=monolithicSparse", "base.vmdk", "10238k")
-	testenv.Run(t, dir, "qemu-io", "-f", "vmdk", "-c", "write -P 0x11 0 1100k", "-c", "write -P 0x12 3m 64k",
-		"-c", "write -z 5m 256k", "-c", "write -P 0x13 10176k 62k", "base.vmdk")
-	testenv.Run(t, dir, "qemu-img", "create", "-q", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", "top.vmdk")
-	testenv.Run(t, dir, "qemu-io", "-f", "vmdk", "-c", "write -P 0x21 1000k 200k", "-c", "write -P 0x22 3100k 5k",
-		"-c", "write -z 0 4k", "-c", "write -P 0x23 8m 512", "top.vmdk")
-	ref := filepath.Join(dir, "ref.raw")
-	testenv.Run(t, dir, "qemu-img", "convert", "-O", "raw", "top.vmdk", ref)
-	want, err := os.ReadFile(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chain, err := vmdk.Open(context.Background(), vfs.LocalOpener{Root: dir}, filepath.Join(dir, "top.vmdk"), vmdk.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { chain.Close() })
-	if chain.Len() != 2 {
-		t.Fatalf("chain of %d links, want 2", chain.Len())
-	}
-	return chain, want
 }

@@ -38,7 +38,7 @@ func (v Violation) String() string { return fmt.Sprintf("%s imports %s: %s", v.F
 // testHelpers are the packages that exist for tests only.
 var testHelpers = []string{"./internal/testenv", "./vfs/vfstest", "./vfs/vmdk/vmdkgen",
 	"./vfs/source/httpsrc/httpsrctest", "./vfs/source/sourcetest", "./internal/libnbd/nbdkittest", "testing", "net/http/httptest",
-	"./vfs/overlay/mapstoretest", "./vfs/cache/indextest",
+	"./vfs/overlay/mapstoretest", "./vfs/vmdk/vmdktest", "./vfs/cache/indextest",
 	"github.com/vmware/govmomi/simulator"}
 
 // Rules is the architecture of h2kvm.

@@ -5,16 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/h2kvm/h2kvm/internal/testenv"
 	"github.com/h2kvm/h2kvm/vfs"
 	"github.com/h2kvm/h2kvm/vfs/vfstest"
-	"github.com/h2kvm/h2kvm/vfs/vmdk"
+	"github.com/h2kvm/h2kvm/vfs/vmdk/vmdktest"
 )
 
 // fileDevice is a vfs.Device read back through an export's file under the mount, so that the
@@ -125,7 +123,7 @@ func TestDeviceContractThroughFile(t *testing.T) {
 		check(t, "rw", dev, contents(t, dev), false)
 	})
 	t.Run("VMDKChain", func(t *testing.T) {
-		chain, want := qemuChain(t)
+		chain, want := vmdktest.QemuChain(t)
 		check(t, "chain", chain, want, true)
 	})
 	t.Run("Empty", func(t *testing.T) {
@@ -157,34 +155,4 @@ func fileKinds(t *testing.T, dev vfs.Device) []vfs.Extent {
 		}
 	}
 	return out
-}
-
-// qemuChain builds a two-link chain of monolithicSparse VMDKs with qemu-img and qemu-io (a
-// size that is not a whole number of grains, overlapping writes, unwritten grains, written
-// zeros), opens it with package vmdk, and returns it with its bytes as qemu-img reads them.
-func qemuChain(t *testing.T) (*vmdk.Chain, []byte) {
-	t.Helper()
-	testenv.NeedTool(t, "qemu-img", "qemu-io")
-	dir := t.TempDir()
-	testenv.Run(t, dir, "qemu-img", "create", "-q", "-f", "vmdk", "-o", "subformat=monolithicSparse", "base.vmdk", "10238k")
-	testenv.Run(t, dir, "qemu-io", "-f", "vmdk", "-c", "write -P 0x11 0 1100k", "-c", "write -P 0x12 3m 64k",
-		"-c", "write -z 5m 256k", "-c", "write -P 0x13 10176k 62k", "base.vmdk")
-	testenv.Run(t, dir, "qemu-img", "create", "-q", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", "top.vmdk")
-	testenv.Run(t, dir, "qemu-io", "-f", "vmdk", "-c", "write -P 0x21 1000k 200k", "-c", "write -P 0x22 3100k 5k",
-		"-c", "write -z 0 4k", "-c", "write -P 0x23 8m 512", "top.vmdk")
-	ref := filepath.Join(dir, "ref.raw")
-	testenv.Run(t, dir, "qemu-img", "convert", "-O", "raw", "top.vmdk", ref)
-	want, err := os.ReadFile(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chain, err := vmdk.Open(context.Background(), vfs.LocalOpener{Root: dir}, filepath.Join(dir, "top.vmdk"), vmdk.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { chain.Close() })
-	if chain.Len() != 2 {
-		t.Fatalf("chain of %d links, want 2", chain.Len())
-	}
-	return chain, want
 }
