@@ -2,10 +2,13 @@ package vfs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // Source is random-access bytes of one file: a local file, a file on a datastore read with HTTP
@@ -37,6 +40,11 @@ type Opener interface {
 // LocalOpener opens local files. Relative names resolve against the folder of the file naming
 // them; absolute names are allowed (VMware writes absolute parent hints) but are still checked
 // against Root when Root is set.
+//
+// The Root check compares real paths (symbolic links resolved, as filepath.EvalSymlinks does)
+// of both Root and the name, so a link inside Root that leads out of it is refused. A name
+// that does not exist yet is checked through its longest existing parent. The check happens at
+// Resolve: a link changed between Resolve and Open is not caught.
 type LocalOpener struct {
 	// Root, when not empty, is the folder no resolved name may leave.
 	Root string
@@ -58,12 +66,60 @@ func (o LocalOpener) Resolve(base, rel string) (string, error) {
 		p = filepath.Join(filepath.Dir(base), rel)
 	}
 	if o.Root != "" {
-		r, err := filepath.Rel(filepath.Clean(o.Root), p)
-		if err != nil || r == ".." || len(r) >= 3 && r[:3] == "../" {
+		if !Within(o.Root, p) {
 			return "", fmt.Errorf("%q named in %s leaves %s: %w", rel, base, o.Root, ErrChain)
 		}
 	}
 	return p, nil
+}
+
+// Within reports whether the local path p is root or below it once symbolic links are
+// resolved in both (a missing tail of p is taken as written below its longest existing
+// parent). A path it cannot resolve (a dangling link, a loop, a permission error) is not
+// within.
+func Within(root, p string) bool {
+	rr, err := realPath(root)
+	if err != nil {
+		return false
+	}
+	rp, err := realPath(p)
+	if err != nil {
+		return false
+	}
+	return lexicallyWithin(rr, rp)
+}
+
+func lexicallyWithin(root, p string) bool {
+	r, err := filepath.Rel(root, p)
+	return err == nil && r != ".." && !strings.HasPrefix(r, ".."+string(filepath.Separator))
+}
+
+// realPath is filepath.EvalSymlinks of an absolute p, extended to names that do not exist:
+// their longest existing parent is resolved and the rest appended.
+func realPath(p string) (string, error) {
+	p, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	var rest []string
+	for {
+		r, err := filepath.EvalSymlinks(p)
+		if err == nil {
+			return filepath.Join(append([]string{r}, rest...)...), nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		if _, lerr := os.Lstat(p); lerr == nil {
+			return "", err // p exists but leads nowhere: a dangling link
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return "", err
+		}
+		rest = append([]string{filepath.Base(p)}, rest...)
+		p = parent
+	}
 }
 
 // File is a local file as a Source.
