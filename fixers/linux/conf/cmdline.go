@@ -4,24 +4,49 @@ import (
 	"strings"
 )
 
-// Kernel command lines: whitespace-separated words, "key=value" or "flag".
+// Kernel command lines: words separated by ASCII whitespace (space, \t, \n, \v, \f, \r, as
+// the kernel's own parser counts it), "key=value" or "flag". Every function here splits a line
+// with cmdlineWords, so that a value one of them finds is one the others see and rewrite.
+// Double quotes are not given their kernel meaning (a quoted value with spaces in it is
+// several words); the keys h2kvm reads and rewrites (root, resume, console) never hold spaces.
+
+// isCmdlineSpace reports whether c separates kernel command line words.
+func isCmdlineSpace(c byte) bool {
+	return c == ' ' || c >= '\t' && c <= '\r'
+}
+
+// cmdlineWords returns the [start, end) byte offsets of the words of cmdline, in order.
+func cmdlineWords(cmdline string) [][2]int {
+	var out [][2]int
+	for i := 0; i < len(cmdline); {
+		if isCmdlineSpace(cmdline[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(cmdline) && !isCmdlineSpace(cmdline[j]) {
+			j++
+		}
+		out = append(out, [2]int{i, j})
+		i = j
+	}
+	return out
+}
 
 // CmdlineGet returns the value of the last key=value word for key.
 func CmdlineGet(cmdline, key string) (string, bool) {
-	val, found := "", false
-	for _, w := range strings.Fields(cmdline) {
-		if v, ok := strings.CutPrefix(w, key+"="); ok {
-			val, found = v, true
-		}
+	v := CmdlineValues(cmdline, key)
+	if len(v) == 0 {
+		return "", false
 	}
-	return val, found
+	return v[len(v)-1], true
 }
 
 // CmdlineValues returns all values of key, in order.
 func CmdlineValues(cmdline, key string) []string {
 	var out []string
-	for _, w := range strings.Fields(cmdline) {
-		if v, ok := strings.CutPrefix(w, key+"="); ok {
+	for _, w := range cmdlineWords(cmdline) {
+		if v, ok := strings.CutPrefix(cmdline[w[0]:w[1]], key+"="); ok {
 			out = append(out, v)
 		}
 	}
@@ -29,33 +54,34 @@ func CmdlineValues(cmdline, key string) []string {
 }
 
 // CmdlineReplaceValues rewrites key=value words whose value is a key of repl, keeping the
-// spacing of the rest of the line.
+// spacing of the rest of the line. Every value CmdlineValues finds for key is rewritten when
+// repl maps it to a new value that is a single word.
 func CmdlineReplaceValues(cmdline, key string, repl map[string]string) (string, bool) {
 	changed := false
 	var b strings.Builder
-	i := 0
-	for i < len(cmdline) {
-		if cmdline[i] == ' ' || cmdline[i] == '\t' {
-			b.WriteByte(cmdline[i])
-			i++
+	last := 0
+	for _, w := range cmdlineWords(cmdline) {
+		v, ok := strings.CutPrefix(cmdline[w[0]:w[1]], key+"=")
+		if !ok {
 			continue
 		}
-		j := i
-		for j < len(cmdline) && cmdline[j] != ' ' && cmdline[j] != '\t' {
-			j++
+		nv, hit := repl[v]
+		if !hit || nv == "" || nv == v || strings.IndexFunc(nv, isCmdlineSpaceRune) >= 0 {
+			continue
 		}
-		w := cmdline[i:j]
-		if v, ok := strings.CutPrefix(w, key+"="); ok {
-			if nv, hit := repl[v]; hit && nv != "" && nv != v && !strings.ContainsAny(nv, " \t") {
-				w = key + "=" + nv
-				changed = true
-			}
-		}
-		b.WriteString(w)
-		i = j
+		b.WriteString(cmdline[last:w[0]])
+		b.WriteString(key + "=" + nv)
+		last = w[1]
+		changed = true
 	}
-	return b.String(), changed
+	if !changed {
+		return cmdline, false
+	}
+	b.WriteString(cmdline[last:])
+	return b.String(), true
 }
+
+func isCmdlineSpaceRune(r rune) bool { return r < 0x80 && isCmdlineSpace(byte(r)) }
 
 // SerialConsoleArgs are the words EnsureSerialConsole adds.
 var SerialConsoleArgs = []string{"console=tty0", "console=ttyS0,115200"}
@@ -82,7 +108,7 @@ func EnsureSerialConsole(cmdline string) (string, bool) {
 	if len(CmdlineValues(cmdline, "console")) > 0 {
 		add = add[1:]
 	}
-	out := strings.TrimRight(cmdline, " \t")
+	out := strings.TrimRightFunc(cmdline, isCmdlineSpaceRune)
 	if out != "" {
 		out += " "
 	}

@@ -1,6 +1,8 @@
 package conf
 
 import (
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -105,6 +107,9 @@ func TestCmdline(t *testing.T) {
 		{"resume=/dev/sda2 root=/dev/sda1", "resume", "resume=UUID=s root=/dev/sda1", true},
 		{"notroot=/dev/sda1 xroot=/dev/sda1", "root", "notroot=/dev/sda1 xroot=/dev/sda1", false},
 		{"", "root", "", false},
+		// Every ASCII space separates words, for finding and for rewriting alike.
+		{"root=/dev/sda1\v", "root", "root=UUID=r\v", true},
+		{"ro\froot=/dev/sda1\rquiet", "root", "ro\froot=UUID=r\rquiet", true},
 	}
 	for _, tc := range tests {
 		got, ch := CmdlineReplaceValues(tc.in, tc.key, repl)
@@ -198,6 +203,51 @@ func FuzzGrubDefault(f *testing.F) {
 		for _, v := range CmdlineValues(r, "root") {
 			if v != "UUID=1" {
 				t.Fatalf("root=%q left in %q", v, r)
+			}
+		}
+	})
+}
+
+// FuzzCmdline: the values CmdlineValues finds for a key are exactly those
+// CmdlineReplaceValues rewrites, and nothing else of the line changes.
+func FuzzCmdline(f *testing.F) {
+	f.Add("BOOT_IMAGE=/boot/vmlinuz root=/dev/sda1 ro  quiet", "root")
+	f.Add("root=/dev/sda1\v resume=/dev/sda2\f\rroot=x", "root")
+	f.Add("\u00a0root=a\u2028root=b root=root=c", "root")
+	f.Add("a==b =c", "")
+	f.Fuzz(func(t *testing.T, cmdline, key string) {
+		found := CmdlineValues(cmdline, key)
+		repl := map[string]string{}
+		for i, v := range found {
+			if _, ok := repl[v]; !ok {
+				repl[v] = fmt.Sprintf("UUID=h2kvm-%d", i)
+			}
+		}
+		out, changed := CmdlineReplaceValues(cmdline, key, repl)
+		var want []string
+		wantChanged := false
+		for _, v := range found {
+			want = append(want, repl[v])
+			wantChanged = wantChanged || repl[v] != v
+		}
+		if got := CmdlineValues(out, key); !reflect.DeepEqual(got, want) {
+			t.Fatalf("CmdlineReplaceValues(%q, %q) = %q: values %q, want %q", cmdline, key, out, got, want)
+		}
+		if changed != wantChanged || (out != cmdline) != wantChanged {
+			t.Fatalf("CmdlineReplaceValues(%q, %q) = %q, changed %v, want %v", cmdline, key, out, changed, wantChanged)
+		}
+		if v, ok := CmdlineGet(out, key); ok != (len(want) > 0) || ok && v != want[len(want)-1] {
+			t.Fatalf("CmdlineGet(%q, %q) = %q %v, want the last of %q", out, key, v, ok, want)
+		}
+		// The words that are not key=value keep their place and spacing.
+		ws, wo := cmdlineWords(cmdline), cmdlineWords(out)
+		if len(ws) != len(wo) {
+			t.Fatalf("%q has %d words, %q %d", cmdline, len(ws), out, len(wo))
+		}
+		for i := range ws {
+			a, b := cmdline[ws[i][0]:ws[i][1]], out[wo[i][0]:wo[i][1]]
+			if _, isKey := strings.CutPrefix(a, key+"="); !isKey && a != b {
+				t.Fatalf("word %d %q became %q", i, a, b)
 			}
 		}
 	})
