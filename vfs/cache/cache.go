@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -162,6 +163,9 @@ var _ vfs.Source = (*Cache)(nil)
 // New wraps src in a Cache backed by the file cfg.Path. When cfg.Index holds records for the same
 // layout (chunk size and source size), the chunks they name are served from the file without
 // fetching. New does not take ownership of src: Close does not close it.
+//
+// The Cache holds an exclusive lock (flock) on its file until Close: New on a file another
+// Cache holds, in this process or another, fails with ErrLocked and leaves the file alone.
 func New(ctx context.Context, src vfs.Source, cfg Config) (*Cache, error) {
 	if cfg.Path == "" {
 		return nil, fmt.Errorf("cache: %s: no cache file path", src.Name())
@@ -173,6 +177,17 @@ func New(ctx context.Context, src vfs.Source, cfg Config) (*Cache, error) {
 	f, err := os.OpenFile(cfg.Path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("cache: %s: %w", src.Name(), err)
+	}
+	// Restoring resets or punches every range the Index does not vouch for, which would turn
+	// the chunks another Cache on the same file has fetched (and not yet recorded) into zeros.
+	// The lock is held by the open file and released by Close (or the process's end).
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("cache: %s: %s is open in another cache (a second daemon on the same state directory?): %w",
+				src.Name(), cfg.Path, ErrLocked)
+		}
+		return nil, fmt.Errorf("cache: %s: lock %s: %w", src.Name(), cfg.Path, err)
 	}
 	size := src.Size()
 	c := &Cache{

@@ -24,6 +24,10 @@
 //     fdatasync'ed before the Index records it present (in batches), and a chunk is removed from
 //     the Index before its range is punched. After a restart, New with the same file and Index
 //     restores the cache; file ranges the Index does not vouch for are punched out.
+//   - A Cache holds an exclusive flock on its file while open: a second Cache on the same file
+//     (a second export, a second daemon on the same state directory) would reset or punch the
+//     chunks the first one serves; New refuses it with ErrLocked instead. Callers share one
+//     Cache per file.
 //   - Fetched chunks are written with O_DIRECT where the file system allows it (aligned chunks;
 //     otherwise, and after any EINVAL, buffered): no copy into the page cache, which was half
 //     the daemon's CPU during a cold remote read. The last ReadAhead+Concurrency chunks fetched

@@ -85,8 +85,11 @@ type Source struct {
 	u    *url.URL // without user info
 	name string
 	size int64
-	etag string
-	r    fetch.Reader
+	etag string // the ETag of the probe's answer, "" if none
+	// lastMod is the Last-Modified of the probe's answer, "" if none: the version when the
+	// server sends no ETag.
+	lastMod string
+	r       fetch.Reader
 }
 
 var (
@@ -140,7 +143,7 @@ func (c *client) open(ctx context.Context, u *url.URL) (*Source, error) {
 	var size int64 = -1
 	err := fetch.Open(ctx, "http", s.name, c.opts.Retry, c.stats, func(ctx context.Context) error {
 		var err error
-		size, s.etag, err = s.probe(ctx)
+		size, s.etag, s.lastMod, err = s.probe(ctx)
 		return err
 	})
 	if err != nil {
@@ -152,34 +155,35 @@ func (c *client) open(ctx context.Context, u *url.URL) (*Source, error) {
 }
 
 // probe sends "Range: bytes=0-0" and learns the size from Content-Range.
-func (s *Source) probe(ctx context.Context) (size int64, etag string, err error) {
+// It also learns the file's version: its ETag and Last-Modified headers.
+func (s *Source) probe(ctx context.Context) (size int64, etag, lastMod string, err error) {
 	resp, cancel, err := s.do(ctx, 0, 0, true)
 	if err != nil {
-		return 0, "", err
+		return 0, "", "", err
 	}
 	defer cancel()
 	defer resp.Body.Close()
-	etag = resp.Header.Get("ETag")
+	etag, lastMod = resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
 	switch resp.StatusCode {
 	case http.StatusPartialContent:
 		first, last, total, err := parseContentRange(resp.Header.Get("Content-Range"))
 		if err != nil || first != 0 || last != 0 || total < 1 {
-			return 0, "", retry.Transient(fmt.Errorf("answered Content-Range %q to a request for bytes=0-0", resp.Header.Get("Content-Range")))
+			return 0, "", "", retry.Transient(fmt.Errorf("answered Content-Range %q to a request for bytes=0-0", resp.Header.Get("Content-Range")))
 		}
-		return total, etag, nil
+		return total, etag, lastMod, nil
 	case http.StatusRequestedRangeNotSatisfiable:
 		if resp.Header.Get("Content-Range") == "bytes */0" {
-			return 0, etag, nil
+			return 0, etag, lastMod, nil
 		}
-		return 0, "", fmt.Errorf("answered 416 with Content-Range %q to a request for bytes=0-0", resp.Header.Get("Content-Range"))
+		return 0, "", "", fmt.Errorf("answered 416 with Content-Range %q to a request for bytes=0-0", resp.Header.Get("Content-Range"))
 	case http.StatusOK:
 		// A file of 0 or 1 bytes is whole in its answer to bytes=0-0.
 		if resp.ContentLength == 0 || resp.ContentLength == 1 {
-			return resp.ContentLength, etag, nil
+			return resp.ContentLength, etag, lastMod, nil
 		}
-		return 0, "", fmt.Errorf("server does not support HTTP Range requests (it answered 200 with the whole file to a range request): %w", vfs.ErrUnsupported)
+		return 0, "", "", fmt.Errorf("server does not support HTTP Range requests (it answered 200 with the whole file to a range request): %w", vfs.ErrUnsupported)
 	}
-	return 0, "", statusError(resp)
+	return 0, "", "", statusError(resp)
 }
 
 // do sends one GET for bytes [first, last] with authorization (renewed once on 401/403) and a
@@ -349,6 +353,21 @@ func (s *Source) Size() int64 { return s.size }
 
 // Name returns the URL without user information.
 func (s *Source) Name() string { return s.name }
+
+// Version identifies the version of the file the source reads, as the server named it when
+// the source was opened: `etag=<ETag>` when the server sent an ETag, otherwise
+// `last-modified=<Last-Modified>`, otherwise "" (the server gives no version; only the size
+// tells versions apart). A file that changes on the server under an open source fails its
+// reads once the ETag differs.
+func (s *Source) Version() string {
+	switch {
+	case s.etag != "":
+		return "etag=" + s.etag
+	case s.lastMod != "":
+		return "last-modified=" + s.lastMod
+	}
+	return ""
+}
 
 // Stats returns the counter shared by the sources of this source's opener.
 func (s *Source) Stats() stats.Snapshot { return s.c.stats.Snapshot() }
