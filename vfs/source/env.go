@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/h2kvm/h2kvm/vfs/source/datastore"
 )
 
 // Environment variables read by ConfigFromEnv. A *_FILE variable names a file holding the
@@ -27,6 +29,9 @@ const (
 	EnvRetryTime           = "H2KVM_SOURCE_RETRY_TIME"
 	EnvStallTimeout        = "H2KVM_SOURCE_TIMEOUT"
 	EnvConns               = "H2KVM_SOURCE_CONNS"
+	// EnvAllowPlaintext "1" allows http:// datastore URLs, which carry the vSphere password
+	// and session cookie in clear (refused by default).
+	EnvAllowPlaintext = datastore.EnvAllowPlaintext
 )
 
 // ConfigFromEnv builds a Config from the environment variables above. Malformed values are
@@ -50,6 +55,9 @@ func ConfigFromEnv() (Config, error) {
 		return Config{}, err
 	}
 	if c.SSHInsecureHosts, err = flag(EnvSSHInsecure); err != nil {
+		return Config{}, err
+	}
+	if c.AllowPlaintext, err = flag(EnvAllowPlaintext); err != nil {
 		return Config{}, err
 	}
 	if v := os.Getenv(EnvRetries); v != "" {

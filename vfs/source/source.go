@@ -54,6 +54,10 @@ type Config struct {
 	// openers of the same host use instead of logging in again; nil means none.
 	VSphereSessions *vsession.Shelf
 
+	// AllowPlaintext allows http:// datastore URLs, whose login and requests carry the
+	// password and session cookie in clear (EnvAllowPlaintext); they are refused otherwise.
+	AllowPlaintext bool
+
 	SSHUser          string
 	SSHPassword      Secret
 	SSHKeyFile       string
@@ -124,7 +128,7 @@ func Open(ctx context.Context, location string, cfg Config) (Opener, string, err
 			user = cfg.VSphereUser
 		}
 		o, err := datastore.NewOpener(ctx, name, datastore.Options{HTTP: hopts, User: user, Password: string(cfg.VSpherePassword),
-			Session: cfg.VSphereSessions.Get(u.Host, user)})
+			AllowPlaintext: cfg.AllowPlaintext, Session: cfg.VSphereSessions.Get(u.Host, user)})
 		if err != nil {
 			return nil, "", err
 		}

@@ -18,6 +18,10 @@ import (
 // FolderRoot is the URL path under which a vSphere host serves datastore files.
 const FolderRoot = "/folder/"
 
+// EnvAllowPlaintext is the environment variable that allows plain http datastore URLs
+// (read by the command line, which sets Options.AllowPlaintext; never read here).
+const EnvAllowPlaintext = "H2KVM_ALLOW_PLAINTEXT"
+
 // DefaultKeepAlive is the interval of the cheap call that keeps a session from idling out
 // (vCenter ends idle sessions after 30 minutes by default).
 const DefaultKeepAlive = 5 * time.Minute
@@ -31,6 +35,10 @@ type Options struct {
 	User string
 	// Password is the vSphere password. It is never logged nor put in a name.
 	Password string
+	// AllowPlaintext allows http:// URLs, whose login and range requests carry the password
+	// and the session cookie in clear. Without it they are refused with ErrPlaintext (the
+	// command line sets it from H2KVM_ALLOW_PLAINTEXT=1).
+	AllowPlaintext bool
 	// KeepAlive is the session keep-alive interval: 0 means DefaultKeepAlive, negative none.
 	KeepAlive time.Duration
 	// Session, when set, is a logged-in session of the URL's host (the inventory resolver's,
@@ -73,6 +81,9 @@ func NewOpener(ctx context.Context, first string, opts Options) (*Opener, error)
 	}
 	if _, set := u.User.Password(); set {
 		return nil, fmt.Errorf("datastore: %s: a password in the URL is not allowed; pass it through the environment or a file", httpsrc.Redact(u))
+	}
+	if u.Scheme == "http" && !opts.AllowPlaintext {
+		return nil, fmt.Errorf("datastore: %s: %w; use https, or set %s=1 to allow it", httpsrc.Redact(u), ErrPlaintext, EnvAllowPlaintext)
 	}
 	if opts.HTTP.Stats == nil {
 		opts.HTTP.Stats = new(stats.Counter)
