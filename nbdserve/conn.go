@@ -34,6 +34,7 @@ type conn struct {
 	nc       net.Conn // guarded by mu (replaced once by STARTTLS)
 	exp      *export  // guarded by mu; set when transmission starts
 	draining bool     // guarded by mu; Shutdown asked to stop reading requests
+	local    bool     // set once: nc is a unix socket
 
 	// set once before transmission starts
 	st       negotiation
@@ -47,7 +48,9 @@ type conn struct {
 
 func newConn(s *Server, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
+	_, local := nc.(*net.UnixConn)
 	return &conn{
+		local:  local,
 		s:      s,
 		log:    s.log.With("remote", nc.RemoteAddr().String()),
 		ctx:    ctx,
@@ -176,13 +179,17 @@ loop:
 			if err := c.inflight.Acquire(c.ctx, held); err != nil {
 				break
 			}
+			if err := c.s.budget.acquire(c.ctx, held); err != nil {
+				c.inflight.Release(held)
+				break
+			}
 		}
 		var payload *[]byte
 		if req.typ == cmdWrite && req.length > 0 {
 			payload = getBuf(int(req.length))
 			if _, err := io.ReadFull(br, *payload); err != nil {
 				putBuf(payload)
-				c.inflight.Release(held)
+				c.release(held)
 				graceful = c.isDraining()
 				c.log.Info("client went away in the middle of a write payload", "err", err)
 				break
@@ -192,7 +199,7 @@ loop:
 		case c.workers <- struct{}{}:
 		case <-c.ctx.Done():
 			putBuf(payload)
-			c.inflight.Release(held)
+			c.release(held)
 			break loop
 		}
 		c.reqWG.Add(1)
@@ -200,9 +207,7 @@ loop:
 			defer c.reqWG.Done()
 			c.handle(e, req, payload)
 			putBuf(payload)
-			if held > 0 {
-				c.inflight.Release(held)
-			}
+			c.release(held)
 			<-c.workers
 		}()
 	}
@@ -211,6 +216,14 @@ loop:
 	}
 	c.reqWG.Wait()
 	c.netConn().Close()
+}
+
+// release returns held payload bytes to the connection's and the server's budgets.
+func (c *conn) release(held int64) {
+	if held > 0 {
+		c.s.budget.release(held)
+		c.inflight.Release(held)
+	}
 }
 
 // check validates a request against the export and the negotiated state. It returns 0 or the
@@ -276,6 +289,7 @@ func (c *conn) writeReply(bufs net.Buffers) error {
 	nc.SetWriteDeadline(time.Now().Add(c.s.opt.WriteTimeout))
 	if _, err := bufs.WriteTo(nc); err != nil {
 		c.dead.Store(true)
+		c.s.stats.dropped.Add(1)
 		c.log.Info("writing reply failed; closing", "err", err)
 		c.abort()
 		return err
@@ -316,6 +330,7 @@ func (c *conn) writeParts(raw syscall.RawConn, parts []part) error {
 	}
 	if err != nil {
 		c.dead.Store(true)
+		c.s.stats.dropped.Add(1)
 		c.log.Info("writing reply failed; closing", "err", err)
 		c.abort()
 		return err

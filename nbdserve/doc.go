@@ -24,7 +24,12 @@
 //
 // Every connection has one reader goroutine; requests run concurrently, at most
 // Options.Workers at a time, and hold at most Options.MaxInFlightBytes of payload buffers
-// (pooled; the reader stops reading while the cap is reached). Replies are written whole under
+// (pooled; the reader stops reading while the cap is reached). All connections together hold at
+// most Options.MaxBufferedBytes (a server-wide budget, 256 MiB by default), at most
+// Options.MaxConns connections are open at once (64 by default; more are closed on accept),
+// and a reply that cannot be written within Options.WriteTimeout cuts its connection, so a
+// client that stops reading its replies gives its share of the budget back. ServerStats shows
+// the buffered bytes, their peak, and the refused and dropped connections. Replies are written whole under
 // a per-connection mutex, in completion order. A READ is read from the device completely before
 // its reply is sent, so device errors never force a hard disconnect — except bytes that a
 // vfs.FileMapper device maps to local files, which are sent with sendfile(2) as the reply is
@@ -36,6 +41,17 @@
 // context.Canceled → ESHUTDOWN, everything else → EIO. Protocol errors that lose framing drop
 // the connection; all other bad requests get EINVAL (ENOSPC for writes past the end) and the
 // connection continues.
+//
+// # Transports and TLS
+//
+// Unix sockets are guarded by file permissions. Every other connection (TCP) is treated as
+// reachable by anyone on the host — and by guests whose user-mode network reaches the host's
+// loopback — so writable exports are served to it only after STARTTLS (NBD_REP_ERR_TLS_REQD
+// otherwise, the protocol's SELECTIVETLS mode) unless Options.InsecureTCPWrites is set;
+// Options.RequireTLSOnTCP makes TCP TLS-only (FORCEDTLS) while the unix socket stays plain.
+// TLS is x509 only: Go's crypto/tls has no TLS-PSK, so the PSK files of nbdkit and qemu
+// (username:hexkey) cannot be served. Client certificates are checked when TLSConfig asks for
+// them (tls.RequireAndVerifyClientCert), which is the way to authenticate clients.
 //
 // # Contract for devices
 //

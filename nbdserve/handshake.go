@@ -85,7 +85,8 @@ var errAbort = errors.New("nbd: client aborted negotiation")
 // option handles one option. done reports that transmission starts (exp is set) or that the
 // connection must end (err is set).
 func (c *conn) option(st *negotiation, opt uint32, data []byte) (exp *export, done bool, err error) {
-	if c.s.opt.RequireTLS && !st.tls && opt != optStartTLS && opt != optAbort {
+	mustTLS := c.s.opt.RequireTLS || (c.s.opt.RequireTLSOnTCP && !c.local)
+	if mustTLS && !st.tls && opt != optStartTLS && opt != optAbort {
 		if opt == optExportName {
 			return nil, true, fmt.Errorf("nbd: EXPORT_NAME before STARTTLS on a TLS-only server: %w", ErrProtocol)
 		}
@@ -100,6 +101,9 @@ func (c *conn) option(st *negotiation, opt uint32, data []byte) (exp *export, do
 		e := c.s.lookup(name)
 		if e == nil {
 			return nil, true, fmt.Errorf("nbd: EXPORT_NAME: unknown export %q", name)
+		}
+		if c.needsTLS(st, e) {
+			return nil, true, fmt.Errorf("nbd: EXPORT_NAME: writable export %q needs TLS on TCP", name)
 		}
 		if st.metaExport != e.name {
 			st.meta = nil
@@ -185,6 +189,11 @@ func (c *conn) infoGo(st *negotiation, opt uint32, data []byte) (*export, bool, 
 	if e == nil {
 		return nil, false, c.optReply(opt, repErrUnknown, fmt.Appendf(nil, "no export named %q", req.name))
 	}
+	if c.needsTLS(st, e) {
+		c.log.Warn("writable export refused to a TCP client without TLS", "export", e.name)
+		return nil, false, c.optReply(opt, repErrTLSReqd,
+			fmt.Appendf(nil, "export %q is writable: over TCP it is served only after NBD_OPT_STARTTLS", e.name))
+	}
 	var wantName, wantDesc, wantBlock bool
 	for _, t := range req.infos {
 		switch t {
@@ -234,6 +243,12 @@ func (c *conn) infoGo(st *negotiation, opt uint32, data []byte) (*export, bool, 
 		st.meta = nil
 	}
 	return e, true, nil
+}
+
+// needsTLS reports that e may not be served on this connection before STARTTLS: it is
+// writable, the connection is TCP and Options.InsecureTCPWrites is off.
+func (c *conn) needsTLS(st *negotiation, e *export) bool {
+	return e.w != nil && !c.local && !st.tls && !c.s.opt.InsecureTCPWrites
 }
 
 func (c *conn) metaContext(st *negotiation, opt uint32, data []byte) error {

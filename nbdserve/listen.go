@@ -69,8 +69,10 @@ func (l *unixListener) Close() error {
 func (l *unixListener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
 
 // ListenLoopback listens on TCP port on 127.0.0.1 (port 0 picks a free port; 10809 is the NBD
-// port). Serving beyond loopback is the caller's decision, and should use Options.TLSConfig
-// with RequireTLS.
+// port). Loopback is not private: every local user, and a guest whose user-mode network maps
+// the host's loopback, can connect (see Options.InsecureTCPWrites). Serving beyond loopback is
+// the caller's decision, and should use Options.TLSConfig with RequireTLSOnTCP and client
+// certificates.
 func ListenLoopback(port int) (net.Listener, error) {
 	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {

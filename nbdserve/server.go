@@ -23,6 +23,17 @@ type Options struct {
 	// RequireTLS refuses every option but STARTTLS and ABORT until TLS is up (FORCEDTLS mode).
 	// It needs TLSConfig.
 	RequireTLS bool
+	// RequireTLSOnTCP is RequireTLS for the connections that are not unix sockets (which file
+	// permissions guard). It needs TLSConfig.
+	RequireTLSOnTCP bool
+	// InsecureTCPWrites serves writable exports to clients that reach the server over TCP (any
+	// connection but a unix socket) without TLS. By default such a client is refused them:
+	// NBD_OPT_INFO and NBD_OPT_GO are answered NBD_REP_ERR_TLS_REQD (the protocol's
+	// SELECTIVETLS mode) and NBD_OPT_EXPORT_NAME closes the connection, because NBD has no
+	// authentication of its own and anybody who can connect — on loopback, every local user
+	// and every guest whose user-mode network reaches the host — could write. Read-only
+	// exports are served either way (unless RequireTLS or RequireTLSOnTCP).
+	InsecureTCPWrites bool
 	// DefaultExport is the export served to clients asking for the empty name.
 	DefaultExport string
 	// HandshakeTimeout bounds the whole option haggling phase; 0 means 30 s.
@@ -35,7 +46,23 @@ type Options struct {
 	// MaxInFlightBytes caps the READ and WRITE payload bytes held by one connection's requests
 	// in flight; 0 means 64 MiB. It is raised to MaxPayload if lower.
 	MaxInFlightBytes int64
+	// MaxBufferedBytes caps the READ and WRITE payload bytes held by the requests in flight of
+	// all connections together; 0 means DefaultMaxBufferedBytes. It is raised to MaxPayload if
+	// lower. A connection whose request does not fit waits (stops reading requests) until
+	// other requests finish; a client that stops reading its replies gives its share back
+	// when WriteTimeout cuts it.
+	MaxBufferedBytes int64
+	// MaxConns caps the connections open at once (negotiating or transmitting); 0 means
+	// DefaultMaxConns, negative means no limit. A connection beyond the limit is closed
+	// as soon as it is accepted, before the greeting, and counted in ServerStats.Refused.
+	MaxConns int
 }
+
+// Defaults of Options.
+const (
+	DefaultMaxBufferedBytes = 256 << 20
+	DefaultMaxConns         = 64
+)
 
 // ExportOptions configure one export.
 type ExportOptions struct {
@@ -63,6 +90,9 @@ type Server struct {
 	closing   bool                  // guarded by mu
 	done      chan struct{}         // closed by Shutdown
 	connWG    sync.WaitGroup        // one per connection goroutine
+
+	budget *budget // set once
+	stats  serverCounters
 }
 
 // export is one named device.
@@ -95,6 +125,13 @@ func New(opt Options) *Server {
 		opt.MaxInFlightBytes = 64 << 20
 	}
 	opt.MaxInFlightBytes = max(opt.MaxInFlightBytes, MaxPayload)
+	if opt.MaxBufferedBytes == 0 {
+		opt.MaxBufferedBytes = DefaultMaxBufferedBytes
+	}
+	opt.MaxBufferedBytes = max(opt.MaxBufferedBytes, MaxPayload)
+	if opt.MaxConns == 0 {
+		opt.MaxConns = DefaultMaxConns
+	}
 	return &Server{
 		opt:       opt,
 		log:       opt.Logger.With("subsystem", "nbd"),
@@ -102,6 +139,7 @@ func New(opt Options) *Server {
 		listeners: map[net.Listener]bool{},
 		conns:     map[*conn]struct{}{},
 		done:      make(chan struct{}),
+		budget:    newBudget(opt.MaxBufferedBytes),
 	}
 }
 
@@ -255,13 +293,21 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			tc.SetNoDelay(true)
 			tc.SetKeepAlive(true)
 		}
-		c := newConn(s, nc)
 		s.mu.Lock()
 		if s.closing {
 			s.mu.Unlock()
 			nc.Close()
 			return ErrServerClosed
 		}
+		if s.opt.MaxConns > 0 && len(s.conns) >= s.opt.MaxConns {
+			s.mu.Unlock()
+			// Closing before the greeting costs nothing and tells every client at once.
+			s.stats.refused.Add(1)
+			s.log.Warn("connection refused: too many connections", "remote", nc.RemoteAddr().String(), "limit", s.opt.MaxConns)
+			nc.Close()
+			continue
+		}
+		c := newConn(s, nc)
 		s.conns[c] = struct{}{}
 		s.connWG.Add(1)
 		s.mu.Unlock()

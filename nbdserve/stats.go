@@ -37,3 +37,35 @@ func (s *Server) Stats(name string) (ExportStats, error) {
 		BytesWritten: e.stats.writeBytes.Load(),
 	}, nil
 }
+
+// ServerStats are the server-wide counters since New.
+type ServerStats struct {
+	// Connections is the number of clients connected now (negotiating or transmitting).
+	Connections int64
+	// Refused counts connections closed on accept because Options.MaxConns were open.
+	Refused uint64
+	// Dropped counts connections cut because a reply could not be written within
+	// Options.WriteTimeout (a client that stopped reading its replies) or failed to write.
+	Dropped uint64
+	// BufferedBytes is the READ and WRITE payload bytes held by requests in flight now;
+	// PeakBufferedBytes is its highest value. Neither exceeds Options.MaxBufferedBytes.
+	BufferedBytes, PeakBufferedBytes int64
+}
+
+type serverCounters struct {
+	refused, dropped atomic.Uint64
+}
+
+// ServerStats returns the server-wide counters.
+func (s *Server) ServerStats() ServerStats {
+	s.mu.Lock()
+	n := len(s.conns)
+	s.mu.Unlock()
+	return ServerStats{
+		Connections:       int64(n),
+		Refused:           s.stats.refused.Load(),
+		Dropped:           s.stats.dropped.Load(),
+		BufferedBytes:     s.budget.held.Load(),
+		PeakBufferedBytes: s.budget.peak.Load(),
+	}
+}
