@@ -2,22 +2,17 @@ package daemon
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/h2kvm/h2kvm/nbdserve"
 	"github.com/h2kvm/h2kvm/store"
 	"github.com/h2kvm/h2kvm/vfs"
-	"github.com/h2kvm/h2kvm/vfs/cache"
 	"github.com/h2kvm/h2kvm/vfs/fusefs"
 	"github.com/h2kvm/h2kvm/vfs/overlay"
 	"github.com/h2kvm/h2kvm/vfs/source"
@@ -38,7 +33,10 @@ type export struct {
 	chainOpener vfs.Opener
 	top         string
 	verify      verifyState
-	files       []string // guarded by Daemon.mu: locations of the remote files read through caches
+	files       []string // guarded by Daemon.mu: keys of the caches the export reads
+	// versions are the versions of the files the export read, by location (guarded by
+	// Daemon.mu): what its record ties a kept overlay to.
+	versions map[string]string
 }
 
 // isLocal reports whether a SOURCE names a local file, which is read in place, not cached.
@@ -157,7 +155,7 @@ func (d *Daemon) open(ctx context.Context, spec ExportSpec, created time.Time) (
 		return nil, sourceError(spec.Name, err)
 	}
 	e := &export{spec: spec, created: created, opener: opener}
-	var chainOpener vfs.Opener = opener
+	var chainOpener vfs.Opener = &versionOpener{Opener: opener, d: d, e: e}
 	if !isLocal(spec.Source) {
 		chainOpener = &cachingOpener{Opener: opener, d: d, e: e}
 	}
@@ -356,7 +354,7 @@ func (d *Daemon) stats(e *export) ExportStats {
 	var s ExportStats
 	d.mu.Lock()
 	for _, f := range e.files {
-		if sc := d.caches[f]; sc != nil {
+		if sc := d.caches[f]; sc != nil && sc.c != nil {
 			cs := sc.c.Stats()
 			s.FetchedBytes += cs.FetchedBytes
 			s.FetchRequests += cs.FetchRequests
@@ -374,68 +372,6 @@ func (d *Daemon) stats(e *export) ExportStats {
 		s.NBDConnections, s.NBDRequests, s.NBDErrors, s.NBDBytesRead = ns.Connections, ns.Requests, ns.Errors, ns.BytesRead
 	}
 	return s
-}
-
-// sharedCache is the cache of one remote file, shared by every export that reads the file.
-type sharedCache struct {
-	c    *cache.Cache
-	refs int
-}
-
-// cachingOpener opens remote files through the daemon's shared caches.
-type cachingOpener struct {
-	vfs.Opener
-	d *Daemon
-	e *export
-}
-
-func (o *cachingOpener) Open(ctx context.Context, name string) (vfs.Source, error) {
-	d := o.d
-	d.mu.Lock()
-	if sc, ok := d.caches[name]; ok {
-		sc.refs++
-		d.mu.Unlock()
-		o.record(name)
-		return &cachedSource{Cache: sc.c, release: func() { d.release(name) }}, nil
-	}
-	d.mu.Unlock()
-
-	src, err := o.Opener.Open(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	c, err := cache.New(ctx, src, cache.Config{
-		Path:      d.cachePath(name),
-		ChunkSize: d.cfg.ChunkSize,
-		Index:     d.store.CacheIndex(name),
-		Budget:    d.budget,
-	})
-	if err != nil {
-		src.Close()
-		return nil, err
-	}
-	d.mu.Lock()
-	if sc, ok := d.caches[name]; ok { // opened meanwhile by another export
-		sc.refs++
-		d.mu.Unlock()
-		c.Close()
-		o.record(name)
-		return &cachedSource{Cache: sc.c, release: func() { d.release(name) }}, nil
-	}
-	d.caches[name] = &sharedCache{c: c, refs: 1}
-	d.mu.Unlock()
-	o.record(name)
-	return &cachedSource{Cache: c, release: func() { d.release(name) }}, nil
-}
-
-// record notes that the export reads name through the shared cache. e.files is read by stats
-// under d.mu, so it is written under d.mu too.
-func (o *cachingOpener) record(name string) {
-	o.d.mu.Lock()
-	if !slices.Contains(o.e.files, name) { // a file opened again (Verify) is counted once
-		o.e.files = append(o.e.files, name)
-	}
-	o.d.mu.Unlock()
 }
 
 // pruneOverlays removes overlays that belong to no recorded export: those of transient exports
@@ -459,75 +395,4 @@ func (d *Daemon) pruneOverlays(ctx context.Context, recorded map[string]bool) {
 			d.log.Warn("clearing overlay map", "export", name, "err", err)
 		}
 	}
-}
-
-// cachePath is the local cache file of the remote file at location name.
-func (d *Daemon) cachePath(name string) string {
-	sum := sha256.Sum256([]byte(name))
-	return filepath.Join(d.cfg.StateDir, "cache", hex.EncodeToString(sum[:12])+".cache")
-}
-
-// pruneCaches deletes the cache files and indexes of remote files no export reads, so local
-// disk use stays within the budget, which counts open caches only.
-func (d *Daemon) pruneCaches(ctx context.Context) {
-	ids, err := d.store.Caches(ctx)
-	if err != nil {
-		d.log.Warn("listing caches", "err", err)
-		return
-	}
-	for _, id := range ids {
-		d.mu.Lock()
-		_, open := d.caches[id]
-		d.mu.Unlock()
-		if !open {
-			d.dropCache(ctx, id)
-		}
-	}
-}
-
-func (d *Daemon) dropCache(ctx context.Context, name string) {
-	if err := os.Remove(d.cachePath(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		d.log.Warn("removing cache file", "file", name, "err", err)
-	}
-	if err := d.store.DeleteCache(ctx, name); err != nil {
-		d.log.Warn("removing cache index", "file", name, "err", err)
-	}
-}
-
-// release drops one reference to the cache of name, closing it with the last. While the daemon
-// runs, a cache no export uses any more is deleted; at shutdown caches are kept for the exports
-// restored at the next start.
-func (d *Daemon) release(name string) {
-	d.mu.Lock()
-	sc := d.caches[name]
-	if sc == nil {
-		d.mu.Unlock()
-		return
-	}
-	sc.refs--
-	if sc.refs > 0 {
-		d.mu.Unlock()
-		return
-	}
-	delete(d.caches, name)
-	keep := d.closed
-	d.mu.Unlock()
-	if err := sc.c.Close(); err != nil {
-		d.log.Warn("closing cache", "file", name, "err", err)
-	}
-	if !keep {
-		d.dropCache(context.Background(), name)
-	}
-}
-
-// cachedSource is one export's handle on a shared cache: Close releases the reference.
-type cachedSource struct {
-	*cache.Cache
-	once    sync.Once
-	release func()
-}
-
-func (s *cachedSource) Close() error {
-	s.once.Do(s.release)
-	return nil
 }
