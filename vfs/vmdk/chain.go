@@ -20,6 +20,11 @@ type Options struct {
 	IgnoreCIDMismatch bool
 	// MaxLinks bounds the chain length; 0 means DefaultMaxLinks.
 	MaxLinks int
+	// MetadataBudget bounds, in bytes, the metadata the whole chain holds in memory while open:
+	// grain directories and the grain maps rebuilt from streams without a footer (grain tables
+	// read on demand live in fixed-size per-extent caches and are not counted). A chain that
+	// needs more is refused at Open with vfs.ErrUnsupported. 0 means DefaultMetadataBudget.
+	MetadataBudget int64
 }
 
 // DefaultMaxLinks is the chain length Open accepts by default (VMware allows 32 snapshots).
@@ -61,7 +66,8 @@ func Open(ctx context.Context, o vfs.Opener, name string, opt Options) (*Chain, 
 		maxLinks = DefaultMaxLinks
 	}
 	c := &Chain{}
-	top, err := openLink(ctx, o, name)
+	b := newMetaBudget(opt.MetadataBudget)
+	top, err := openLink(ctx, o, name, b)
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +78,7 @@ func Open(ctx context.Context, o vfs.Opener, name string, opt Options) (*Chain, 
 			c.Close()
 			return nil, fmt.Errorf("vmdk: %s: chain longer than %d links: %w", name, maxLinks, vfs.ErrChain)
 		}
-		parent, pname, err := openParent(ctx, o, cur, seen)
+		parent, pname, err := openParent(ctx, o, cur, seen, b)
 		if err != nil {
 			c.Close()
 			return nil, err
@@ -111,7 +117,7 @@ func (c *Chain) checkPair(child, parent *link, opt Options) error {
 }
 
 // openParent opens the parent that child's hint names.
-func openParent(ctx context.Context, o vfs.Opener, child *link, seen map[string]bool) (*link, string, error) {
+func openParent(ctx context.Context, o vfs.Opener, child *link, seen map[string]bool, b *metaBudget) (*link, string, error) {
 	hint := child.desc.ParentFileNameHint
 	windows := strings.Contains(hint, `\`) || len(hint) >= 2 && hint[1] == ':'
 	base := hint[strings.LastIndexAny(hint, `/\`)+1:]
@@ -153,7 +159,7 @@ func openParent(ctx context.Context, o vfs.Opener, child *link, seen map[string]
 			}
 			continue
 		}
-		p, err := openLinkSource(ctx, o, pname, src)
+		p, err := openLinkSource(ctx, o, pname, src, b)
 		if err != nil {
 			src.Close()
 			return nil, "", fmt.Errorf("vmdk: parent of %s: %w", child.name, err)

@@ -61,7 +61,8 @@ type esxGrainMap struct {
 	entrySize int64  // bytes per table entry: 4 or 8
 	numTables int64  // directory entries that cover capacity
 	f         esxFormat
-	cache     *esxTableCache
+	cache     *esxTableCache // keyed by the table's file offset: directory entries may share one
+	alloc     allocCache
 }
 
 var _ extentReader = (*esxGrainMap)(nil)
@@ -93,20 +94,15 @@ func (m *esxGrainMap) table(ctx context.Context, gdi int64) ([]uint64, error) {
 	if err != nil || off == 0 {
 		return nil, err
 	}
-	return m.cache.get(ctx, gdi, func(ctx context.Context) ([]uint64, error) {
+	return m.cache.get(ctx, off, func(ctx context.Context) ([]uint64, error) {
 		return m.loadTable(ctx, gdi, off)
 	})
 }
 
 func (m *esxGrainMap) loadTable(ctx context.Context, gdi, off int64) ([]uint64, error) {
-	n := m.perTable * m.entrySize
-	if off < 0 || off > m.src.Size() || n > m.src.Size()-off {
-		return nil, fmt.Errorf("vmdk: %s: grain table %d at file offset %d (+%d bytes) lies past the end of the file (%d bytes): %w",
-			m.src.Name(), gdi, off, n, m.src.Size(), vfs.ErrTruncated)
-	}
-	buf := make([]byte, n)
-	if err := vfs.ReadFull(ctx, m.src, buf, off); err != nil {
-		return nil, esxWrapIO(err, "vmdk: grain table %d", gdi)
+	buf := make([]byte, m.perTable*m.entrySize)
+	if err := m.readTable(ctx, buf, gdi, off); err != nil {
+		return nil, err
 	}
 	t := make([]uint64, m.perTable)
 	for i := range t {
@@ -117,6 +113,26 @@ func (m *esxGrainMap) loadTable(ctx context.Context, gdi, off int64) ([]uint64, 
 		}
 	}
 	return t, nil
+}
+
+// readTable reads the raw grain table gdi at byte off into buf.
+func (m *esxGrainMap) readTable(ctx context.Context, buf []byte, gdi, off int64) error {
+	n := int64(len(buf))
+	if off < 0 || off > m.src.Size() || n > m.src.Size()-off {
+		return fmt.Errorf("vmdk: %s: grain table %d at file offset %d (+%d bytes) lies past the end of the file (%d bytes): %w",
+			m.src.Name(), gdi, off, n, m.src.Size(), vfs.ErrTruncated)
+	}
+	if err := vfs.ReadFull(ctx, m.src, buf, off); err != nil {
+		return esxWrapIO(err, "vmdk: grain table %d", gdi)
+	}
+	return nil
+}
+
+func (m *esxGrainMap) tableEntry(buf []byte, i int64) uint64 {
+	if m.entrySize == 4 {
+		return uint64(binary.LittleEndian.Uint32(buf[i*4:]))
+	}
+	return binary.LittleEndian.Uint64(buf[i*8:])
 }
 
 // locate returns where grain g reads from and how many following grains (including g) share
@@ -238,10 +254,18 @@ func (m *esxGrainMap) mapRange(ctx context.Context, off, length int64) ([]vfs.Ex
 	return out, nil
 }
 
-// allocated counts the Data grains of every allocated grain table. It reads each allocated
-// table once, bypassing the cache.
+// allocated counts the bytes of the Data grains of the allocated grain tables, each distinct
+// table once: directory entries that share a table share its grains, so counting the table
+// again would count file bytes twice (and a directory of 1 Mi entries naming one table would
+// cost 1 Mi table reads). The count is made once per extent, through one table buffer,
+// bypassing the cache; it reads at most the file (checkTableCount).
 func (m *esxGrainMap) allocated(ctx context.Context) (int64, error) {
-	var total int64
+	return m.alloc.get(ctx, m.countAllocated)
+}
+
+func (m *esxGrainMap) countAllocated(ctx context.Context) (int64, error) {
+	first := map[int64]int64{} // table offset → first directory entry naming it
+	var order []int64          // distinct table offsets, in directory order
 	for gdi := range m.numTables {
 		off, err := m.f.tableOffset(gdi)
 		if err != nil {
@@ -250,16 +274,31 @@ func (m *esxGrainMap) allocated(ctx context.Context) (int64, error) {
 		if off == 0 {
 			continue
 		}
-		t, err := m.loadTable(ctx, gdi, off)
-		if err != nil {
+		if _, ok := first[off]; !ok {
+			first[off] = gdi
+			order = append(order, off)
+		}
+	}
+	tableBytes := m.perTable * m.entrySize
+	if err := checkTableCount(m.src.Name(), m.kind+" grain directory", int64(len(order)), tableBytes, m.src.Size()); err != nil {
+		return 0, err
+	}
+	buf := make([]byte, tableBytes)
+	var total int64
+	for _, off := range order {
+		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		for i, e := range t {
-			g := gdi*m.perTable + int64(i)
+		gdi := first[off]
+		if err := m.readTable(ctx, buf, gdi, off); err != nil {
+			return 0, err
+		}
+		for i := range m.perTable {
+			g := gdi*m.perTable + i
 			if g*m.grainSize >= m.capacity {
 				break
 			}
-			loc, err := m.f.decode(e, g)
+			loc, err := m.f.decode(m.tableEntry(buf, i), g)
 			if err != nil {
 				return 0, err
 			}
@@ -427,9 +466,16 @@ func (c *esxCOWD) decode(e uint64, g int64) (esxGrainLoc, error) {
 	return esxGrainLoc{kind: vfs.Data, off: int64(e) * esxSector}, nil
 }
 
-// openCOWD opens an ESX sparse ("COWD", vmfsSparse) extent. The extent owns src from then on
-// (close closes it); on error the caller still owns src.
+// openCOWD opens a COWD file as a whole extent with a budget of its own.
 func openCOWD(ctx context.Context, src vfs.Source) (extentReader, error) {
+	return openCOWDExtent(ctx, src, -1, newMetaBudget(0))
+}
+
+// openCOWDExtent opens an ESX sparse ("COWD", vmfsSparse) extent of need bytes (-1: the
+// header's capacity), reading the directory entries that cover them (the header may declare
+// more) and charging them to b. The extent owns src from then on (close closes it); on error
+// the caller still owns src.
+func openCOWDExtent(ctx context.Context, src vfs.Source, need int64, b *metaBudget) (extentReader, error) {
 	hb := make([]byte, 32)
 	if err := vfs.ReadFull(ctx, src, hb, 0); err != nil {
 		return nil, esxWrapIO(err, "vmdk: COWD header")
@@ -438,23 +484,32 @@ func openCOWD(ctx context.Context, src vfs.Source) (extentReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	raw := make([]byte, int64(h.numGDEntries)*4)
-	if err := vfs.ReadFull(ctx, src, raw, int64(h.gdOffset)*esxSector); err != nil {
+	capacity := int64(h.numSectors) * esxSector
+	if need >= 0 {
+		if capacity < need {
+			return nil, fmt.Errorf("vmdk: %s: COWD header capacity is %d sectors (offset 12) but the descriptor's extent line needs %d: %w",
+				src.Name(), h.numSectors, need/esxSector, vfs.ErrCorrupt)
+		}
+		capacity = need
+	}
+	grainSize := int64(h.grainSize) * esxSector
+	n := (capacity + esxCOWDGTEntries*grainSize - 1) / (esxCOWDGTEntries * grainSize)
+	if err := b.charge("COWD grain directory", n*4); err != nil {
+		return nil, fmt.Errorf("vmdk: %s: %w", src.Name(), err)
+	}
+	c := &esxCOWD{name: src.Name(), dir: make([]uint32, n), fileSize: src.Size(), grainSize: grainSize}
+	err = readEntries(ctx, src, int64(h.gdOffset)*esxSector, n, 4, func(i int64, e uint64) { c.dir[i] = uint32(e) })
+	if err != nil {
 		return nil, esxWrapIO(err, "vmdk: COWD grain directory")
 	}
-	c := &esxCOWD{name: src.Name(), dir: make([]uint32, h.numGDEntries), fileSize: src.Size(), grainSize: int64(h.grainSize) * esxSector}
-	for i := range c.dir {
-		c.dir[i] = binary.LittleEndian.Uint32(raw[i*4:])
-	}
-	capacity := int64(h.numSectors) * esxSector
 	return &esxGrainMap{
 		src:       src,
 		kind:      "cowd",
 		capacity:  capacity,
-		grainSize: c.grainSize,
+		grainSize: grainSize,
 		perTable:  esxCOWDGTEntries,
 		entrySize: 4,
-		numTables: (capacity + esxCOWDGTEntries*c.grainSize - 1) / (esxCOWDGTEntries * c.grainSize),
+		numTables: n,
 		f:         c,
 		cache:     newESXTableCache(esxTableCacheSize),
 	}, nil

@@ -150,7 +150,7 @@ func FuzzStreamMarkers(f *testing.F) {
 			numGTEsPerGT: 512, overHead: 1, gdOffset: gdAtEnd, compressAlgo: 1}
 		img := append(make([]byte, sectorSize), b...)
 		src := &memSource{r: bytes.NewReader(img), name: "m"}
-		m, err := scanStream(context.Background(), src, &h)
+		m, err := scanStream(context.Background(), src, &h, h.capacity, newMetaBudget(0))
 		if err != nil {
 			return
 		}

@@ -36,12 +36,12 @@ var (
 
 // openLink opens the file at name as one link: a text descriptor and its extents, a KDMV file
 // (with its embedded descriptor, if any), or a bare COWD or seSparse extent.
-func openLink(ctx context.Context, o vfs.Opener, name string) (*link, error) {
+func openLink(ctx context.Context, o vfs.Opener, name string, b *metaBudget) (*link, error) {
 	src, err := o.Open(ctx, name)
 	if err != nil {
 		return nil, fmt.Errorf("vmdk: %w", err)
 	}
-	l, err := openLinkSource(ctx, o, name, src)
+	l, err := openLinkSource(ctx, o, name, src, b)
 	if err != nil {
 		src.Close()
 		return nil, err
@@ -50,7 +50,7 @@ func openLink(ctx context.Context, o vfs.Opener, name string) (*link, error) {
 }
 
 // openLinkSource opens a link from src; on success src is owned by the link (or closed).
-func openLinkSource(ctx context.Context, o vfs.Opener, name string, src vfs.Source) (*link, error) {
+func openLinkSource(ctx context.Context, o vfs.Opener, name string, src vfs.Source, b *metaBudget) (*link, error) {
 	head := make([]byte, min(src.Size(), sectorSize))
 	if err := vfs.ReadFull(ctx, src, head, 0); err != nil {
 		return nil, fmt.Errorf("vmdk: %w", err)
@@ -58,16 +58,16 @@ func openLinkSource(ctx context.Context, o vfs.Opener, name string, src vfs.Sour
 	l := &link{name: name}
 	switch {
 	case bytes.HasPrefix(head, kdmvMagic):
-		sp, err := openSparse(ctx, src)
+		sp, err := openSparse(ctx, src, -1, b)
 		if err != nil {
 			return nil, err
 		}
 		if sp.h.descriptorOffset != 0 {
-			b := make([]byte, sp.h.descriptorSize*sectorSize)
-			if err := vfs.ReadFull(ctx, src, b, int64(sp.h.descriptorOffset)*sectorSize); err != nil {
+			text := make([]byte, sp.h.descriptorSize*sectorSize)
+			if err := vfs.ReadFull(ctx, src, text, int64(sp.h.descriptorOffset)*sectorSize); err != nil {
 				return nil, fmt.Errorf("vmdk: embedded descriptor: %w", err)
 			}
-			if l.desc, err = ParseDescriptor(b); err != nil {
+			if l.desc, err = ParseDescriptor(text); err != nil {
 				return nil, fmt.Errorf("vmdk: %s: embedded descriptor at sector %d: %w", name, sp.h.descriptorOffset, err)
 			}
 			l.embedded = true
@@ -75,7 +75,7 @@ func openLinkSource(ctx context.Context, o vfs.Opener, name string, src vfs.Sour
 		if sp.h.capacity == 0 && l.desc != nil && len(l.desc.Extents) > 0 {
 			// A descriptor container (qemu's special case): the extents are those its
 			// embedded descriptor lists.
-			if err := l.openExtents(ctx, o); err != nil {
+			if err := l.openExtents(ctx, o, b); err != nil {
 				return nil, err
 			}
 			src.Close()
@@ -90,11 +90,11 @@ func openLinkSource(ctx context.Context, o vfs.Opener, name string, src vfs.Sour
 		line := ExtentLine{Access: acc, Sectors: int64(sp.h.capacity), Type: "SPARSE", File: name}
 		l.extents = []linkExtent{{n: sp.size(), line: line, file: name, fileSize: src.Size(), r: sp}}
 	case bytes.HasPrefix(head, cowdMagic), bytes.HasPrefix(head, sesparseMagic):
-		typ, open := "VMFSSPARSE", openCOWD
+		typ, open := "VMFSSPARSE", openCOWDExtent
 		if bytes.HasPrefix(head, sesparseMagic) {
-			typ, open = "SESPARSE", openSESparse
+			typ, open = "SESPARSE", openSESparseExtent
 		}
-		r, err := open(ctx, src)
+		r, err := open(ctx, src, -1, b)
 		if err != nil {
 			return nil, err
 		}
@@ -105,18 +105,18 @@ func openLinkSource(ctx context.Context, o vfs.Opener, name string, src vfs.Sour
 			return nil, fmt.Errorf("vmdk: %s: neither a descriptor (first line is not version=1|2|3) nor a sparse extent (magic %q); a flat extent is opened through its descriptor: %w",
 				name, head[:min(len(head), 4)], vfs.ErrCorrupt)
 		}
-		b := make([]byte, src.Size())
-		if err := vfs.ReadFull(ctx, src, b, 0); err != nil {
+		text := make([]byte, src.Size())
+		if err := vfs.ReadFull(ctx, src, text, 0); err != nil {
 			return nil, fmt.Errorf("vmdk: %w", err)
 		}
 		var err error
-		if l.desc, err = ParseDescriptor(b); err != nil {
+		if l.desc, err = ParseDescriptor(text); err != nil {
 			return nil, fmt.Errorf("vmdk: %s: %w", name, err)
 		}
 		if len(l.desc.Extents) == 0 {
 			return nil, fmt.Errorf("vmdk: %s: descriptor lists no extents: %w", name, vfs.ErrCorrupt)
 		}
-		if err := l.openExtents(ctx, o); err != nil {
+		if err := l.openExtents(ctx, o, b); err != nil {
 			return nil, err
 		}
 		src.Close()
@@ -127,10 +127,10 @@ func openLinkSource(ctx context.Context, o vfs.Opener, name string, src vfs.Sour
 }
 
 // openExtents opens every extent the descriptor lists, relative to the link's file.
-func (l *link) openExtents(ctx context.Context, o vfs.Opener) error {
+func (l *link) openExtents(ctx context.Context, o vfs.Opener, b *metaBudget) error {
 	var start int64
 	for i, line := range l.desc.Extents {
-		e, err := openExtent(ctx, o, l.name, line)
+		e, err := openExtent(ctx, o, l.name, line, b)
 		if err != nil {
 			l.close()
 			return fmt.Errorf("vmdk: %s: extent %d (%s %q): %w", l.name, i, line.Type, line.File, err)
@@ -143,7 +143,7 @@ func (l *link) openExtents(ctx context.Context, o vfs.Opener) error {
 	return nil
 }
 
-func openExtent(ctx context.Context, o vfs.Opener, base string, line ExtentLine) (linkExtent, error) {
+func openExtent(ctx context.Context, o vfs.Opener, base string, line ExtentLine, b *metaBudget) (linkExtent, error) {
 	e := linkExtent{n: line.Sectors * sectorSize, line: line}
 	if line.Type == "ZERO" || line.Access == AccessNOACCESS {
 		// NOACCESS: the extent may not be read; it reads as zeros and hides its parent.
@@ -162,7 +162,7 @@ func openExtent(ctx context.Context, o vfs.Opener, base string, line ExtentLine)
 		return e, err
 	}
 	e.file, e.fileSize = file, src.Size()
-	r, err := openExtentReader(ctx, src, line)
+	r, err := openExtentReader(ctx, src, line, b)
 	if err != nil {
 		src.Close()
 		return e, err
@@ -176,12 +176,15 @@ func openExtent(ctx context.Context, o vfs.Opener, base string, line ExtentLine)
 	return e, nil
 }
 
-func openExtentReader(ctx context.Context, src vfs.Source, line ExtentLine) (extentReader, error) {
+// openExtentReader opens the extent a descriptor line names. A sparse extent reads only the
+// metadata that covers the line's size: its header may declare more, never less.
+func openExtentReader(ctx context.Context, src vfs.Source, line ExtentLine, b *metaBudget) (extentReader, error) {
+	need := line.Sectors * sectorSize
 	switch line.Type {
 	case "FLAT", "VMFS", "VMFSRDM", "VMFSRAW":
 		return openFlat(src, line.Offset, line.Sectors)
 	case "SESPARSE":
-		return openSESparse(ctx, src)
+		return openSESparseExtent(ctx, src, need, b)
 	}
 	// SPARSE and VMFSSPARSE: qemu accepts either binary format under either name.
 	magic := make([]byte, 4)
@@ -190,9 +193,9 @@ func openExtentReader(ctx context.Context, src vfs.Source, line ExtentLine) (ext
 	}
 	switch {
 	case bytes.Equal(magic, kdmvMagic):
-		return openSparse(ctx, src)
+		return openSparse(ctx, src, need, b)
 	case bytes.Equal(magic, cowdMagic):
-		return openCOWD(ctx, src)
+		return openCOWDExtent(ctx, src, need, b)
 	}
 	return nil, fmt.Errorf("%s: magic %q is neither KDMV nor COWD: %w", src.Name(), magic, vfs.ErrCorrupt)
 }

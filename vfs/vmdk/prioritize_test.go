@@ -87,7 +87,7 @@ func TestPrioritizeMetadata(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ext, err := openSparse(t.Context(), src)
+		ext, err := openSparse(t.Context(), src, -1, newMetaBudget(0))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -99,9 +99,9 @@ func parseESXSESparseHeader(b []byte, fileSize int64, name string) (esxSESparseH
 		grainsOffset:        u(192),
 		grainsSize:          u(200),
 	}
-	// MaxCapacity-like bound: 2^32 grain tables of 16 MiB would overflow qemu's sector math
-	// long before; 32 Mi directory entries (qemu's cap) × 16 MiB = 512 TiB.
-	const maxCapSectors = esxMaxDirEntries * esxSEGTEntries * esxSEGrainSectors
+	// The capacity is bounded like every link's (MaxCapacity); qemu's own cap, 32 Mi directory
+	// entries × 16 MiB = 512 TiB, would let a header ask for a 256 MiB directory.
+	const maxCapSectors = MaxCapacity / esxSector
 	if h.capacity == 0 || h.capacity > maxCapSectors {
 		return bad(vfs.ErrCorrupt, "capacity at offset 16 is %d sectors, want 1..%d", h.capacity, uint64(maxCapSectors))
 	}
@@ -191,9 +191,15 @@ func (s *esxSESparse) decode(e uint64, g int64) (esxGrainLoc, error) {
 		s.name, g, e, vfs.ErrCorrupt)
 }
 
-// openSESparse opens a seSparse extent. The extent owns src from then on (close closes it); on
-// error the caller still owns src.
+// openSESparse opens a seSparse file as a whole extent with a budget of its own.
 func openSESparse(ctx context.Context, src vfs.Source) (extentReader, error) {
+	return openSESparseExtent(ctx, src, -1, newMetaBudget(0))
+}
+
+// openSESparseExtent opens a seSparse extent of need bytes (-1: the header's capacity),
+// reading the directory entries that cover them and charging them to b. The extent owns src
+// from then on (close closes it); on error the caller still owns src.
+func openSESparseExtent(ctx context.Context, src vfs.Source, need int64, b *metaBudget) (extentReader, error) {
 	hb := make([]byte, esxSector)
 	if err := vfs.ReadFull(ctx, src, hb, 0); err != nil {
 		return nil, esxWrapIO(err, "vmdk: seSparse header")
@@ -210,19 +216,27 @@ func openSESparse(ctx context.Context, src vfs.Source) (extentReader, error) {
 	if err := checkESXSESparseVolatile(vb, voff, src.Name()); err != nil {
 		return nil, err
 	}
-	n := (h.capacity + esxSEGTEntries*esxSEGrainSectors - 1) / (esxSEGTEntries * esxSEGrainSectors)
-	raw := make([]byte, n*8)
-	if err := vfs.ReadFull(ctx, src, raw, int64(h.gdOffset)*esxSector); err != nil {
-		return nil, esxWrapIO(err, "vmdk: seSparse grain directory")
+	capacity := int64(h.capacity) * esxSector
+	if need >= 0 {
+		if capacity < need {
+			return nil, fmt.Errorf("vmdk: %s: seSparse header capacity is %d sectors (offset 16) but the descriptor's extent line needs %d: %w",
+				src.Name(), h.capacity, need/esxSector, vfs.ErrCorrupt)
+		}
+		capacity = need
+	}
+	n := (capacity + esxSEGTEntries*esxSEGrainSectors*esxSector - 1) / (esxSEGTEntries * esxSEGrainSectors * esxSector)
+	if err := b.charge("seSparse grain directory", n*8); err != nil {
+		return nil, fmt.Errorf("vmdk: %s: %w", src.Name(), err)
 	}
 	s := &esxSESparse{name: src.Name(), dir: make([]uint64, n), h: h}
-	for i := range s.dir {
-		s.dir[i] = binary.LittleEndian.Uint64(raw[i*8:])
+	err = readEntries(ctx, src, int64(h.gdOffset)*esxSector, n, 8, func(i int64, e uint64) { s.dir[i] = e })
+	if err != nil {
+		return nil, esxWrapIO(err, "vmdk: seSparse grain directory")
 	}
 	return &esxGrainMap{
 		src:       src,
 		kind:      "sesparse",
-		capacity:  int64(h.capacity) * esxSector,
+		capacity:  capacity,
 		grainSize: esxSEGrainSectors * esxSector,
 		perTable:  esxSEGTEntries,
 		entrySize: 8,

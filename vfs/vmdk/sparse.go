@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -23,6 +24,7 @@ type sparseExtent struct {
 	src        vfs.Source
 	file       *os.File // src reopened for Chain.MapFile; nil if compressed or not local
 	h          sparseHeader
+	capSectors uint64 // the part of h.capacity the extent uses (the descriptor line may ask less)
 	capBytes   int64
 	fileSize   int64
 	minGrain   uint64   // lowest sector a grain (or grain marker) may start at
@@ -33,6 +35,7 @@ type sparseExtent struct {
 	gts        *lru[uint32, []uint32]
 	grains     *lru[uint64, []byte] // inflated grains of a compressed extent
 	loadTables singleflight.Group
+	alloc      allocCache
 
 	mu        sync.Mutex
 	fallbacks int // guarded by mu; grain tables read from the redundant copy
@@ -42,13 +45,16 @@ var _ extentReader = (*sparseExtent)(nil)
 
 const (
 	maxMapSteps    = 1 << 16 // grains (or unallocated tables) looked at by one mapRange
+	maxMapTables   = 16      // allocated grain tables loaded by one mapRange (as esxMapTableBudget)
 	gtCacheSize    = 256     // grain tables per extent (256 × 2 KiB at default geometry)
 	grainCacheSize = 32      // inflated grains per compressed extent (2 MiB at 64 KiB grains)
 )
 
-// openSparse opens the KDMV file src as an extent. It reads the header, the stream footer or
-// marker map when the grain directory is at the end, and the grain directory.
-func openSparse(ctx context.Context, src vfs.Source) (*sparseExtent, error) {
+// openSparse opens the KDMV file src as an extent of need bytes (-1: the header's capacity).
+// It reads the header, the stream footer or marker map when the grain directory is at the end,
+// and the grain directory entries that cover need bytes, charging them to b. A header whose
+// capacity is below need is refused before any table is read.
+func openSparse(ctx context.Context, src vfs.Source, need int64, b *metaBudget) (*sparseExtent, error) {
 	vfs.Prioritize(src, 0, sectorSize)
 	hb := make([]byte, sectorSize)
 	if err := vfs.ReadFull(ctx, src, hb, 0); err != nil {
@@ -58,14 +64,23 @@ func openSparse(ctx context.Context, src vfs.Source) (*sparseExtent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vmdk: %s: %w", src.Name(), err)
 	}
+	capSectors := h.capacity
+	if need >= 0 {
+		if int64(h.capacity) < need/sectorSize {
+			return nil, fmt.Errorf("vmdk: %s: header capacity is %d sectors but the descriptor's extent line needs %d: %w",
+				src.Name(), h.capacity, need/sectorSize, vfs.ErrCorrupt)
+		}
+		capSectors = uint64(need / sectorSize)
+	}
 	s := &sparseExtent{
-		src:      src,
-		h:        h,
-		capBytes: int64(h.capacity) * sectorSize,
-		fileSize: src.Size(),
-		minGrain: max(h.overHead, 1),
-		gtBytes:  int64(h.numGTEsPerGT) * 4,
-		gts:      newLRU[uint32, []uint32](gtCacheSize),
+		src:        src,
+		h:          h,
+		capSectors: capSectors,
+		capBytes:   int64(capSectors) * sectorSize,
+		fileSize:   src.Size(),
+		minGrain:   max(h.overHead, 1),
+		gtBytes:    int64(h.numGTEsPerGT) * 4,
+		gts:        newLRU[uint32, []uint32](gtCacheSize),
 	}
 	if h.compressed() {
 		s.grains = newLRU[uint64, []byte](grainCacheSize)
@@ -99,7 +114,7 @@ func openSparse(ctx context.Context, src vfs.Source) (*sparseExtent, error) {
 			}
 			// A stream without its footer (an interrupted download or export): rebuild the map
 			// from the grain markers, as far as the file goes.
-			sm, err := scanStream(ctx, src, &s.h)
+			sm, err := scanStream(ctx, src, &s.h, s.capSectors, b)
 			if err != nil {
 				return nil, fmt.Errorf("vmdk: %s: no usable footer (%v); scanning markers: %w", src.Name(), ferr, err)
 			}
@@ -108,7 +123,7 @@ func openSparse(ctx context.Context, src vfs.Source) (*sparseExtent, error) {
 			return s, nil
 		}
 	}
-	if err := s.loadDirectories(ctx); err != nil {
+	if err := s.loadDirectories(ctx, b); err != nil {
 		return nil, err
 	}
 	if !h.compressed() {
@@ -136,13 +151,26 @@ func (s *sparseExtent) readFooter(ctx context.Context) (sparseHeader, error) {
 	return f, nil
 }
 
+// gdEntries is the number of grain directory entries that cover the part of the capacity used.
+func (s *sparseExtent) gdEntries() uint64 {
+	c := s.h.gtCoverage()
+	return (s.capSectors + c - 1) / c
+}
+
 // loadDirectories reads the grain directory and, when the primary one is unusable, falls back
-// to the redundant one.
-func (s *sparseExtent) loadDirectories(ctx context.Context) error {
+// to the redundant one. Each directory read is charged to b first.
+func (s *sparseExtent) loadDirectories(ctx context.Context, b *metaBudget) error {
+	nbytes := int64(s.gdEntries()) * 4
+	if err := b.charge("grain directory", nbytes); err != nil {
+		return fmt.Errorf("vmdk: %s: %w", s.src.Name(), err)
+	}
 	gd, perr := s.readDirectory(ctx, s.h.gdOffset, "grain directory")
 	var rgd []uint32
 	var rerr error = fmt.Errorf("no redundant grain directory")
 	if s.h.redundant() && s.h.rgdOffset != 0 && s.h.rgdOffset != s.h.gdOffset {
+		if err := b.charge("redundant grain directory", nbytes); err != nil {
+			return fmt.Errorf("vmdk: %s: %w", s.src.Name(), err)
+		}
 		rgd, rerr = s.readDirectory(ctx, s.h.rgdOffset, "redundant grain directory")
 	}
 	switch {
@@ -163,32 +191,54 @@ func (s *sparseExtent) loadDirectories(ctx context.Context) error {
 	return nil
 }
 
+// readDirectory reads the gdEntries() entries of a grain directory at sector and checks them:
+// every table lies in the file, and no two entries share or overlap a table.
 func (s *sparseExtent) readDirectory(ctx context.Context, sector uint64, what string) ([]uint32, error) {
-	n := s.h.gdEntries()
+	n := s.gdEntries()
 	nbytes := int64(n) * 4
-	if sector == 0 || sector > uint64(s.fileSize/sectorSize) || int64(sector)*sectorSize+nbytes > s.fileSize {
+	off := int64(sector) * sectorSize
+	if sector == 0 || sector > uint64(s.fileSize/sectorSize) || off+nbytes > s.fileSize {
 		return nil, fmt.Errorf("%s at sector %d (%d bytes) past the end of the file (%d bytes): %w",
 			what, sector, nbytes, s.fileSize, vfs.ErrTruncated)
 	}
-	b := make([]byte, nbytes)
-	vfs.Prioritize(s.src, int64(sector)*sectorSize, nbytes)
-	if err := vfs.ReadFull(ctx, s.src, b, int64(sector)*sectorSize); err != nil {
+	vfs.Prioritize(s.src, off, nbytes)
+	gd := make([]uint32, n)
+	var bad error
+	var tables int64
+	err := readEntries(ctx, s.src, off, int64(n), 4, func(i int64, e uint64) {
+		gd[i] = uint32(e)
+		if err := s.checkTablePointer(gd[i]); err != nil && bad == nil {
+			bad = fmt.Errorf("%s entry %d (byte %d): %w", what, i, off+4*i, err)
+		}
+		if e != 0 {
+			tables++
+		}
+	})
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	gd := make([]uint32, n)
-	owner := make(map[uint32]int)
-	for i := range gd {
-		gd[i] = binary.LittleEndian.Uint32(b[4*i:])
-		if err := s.checkTablePointer(gd[i]); err != nil {
-			return nil, fmt.Errorf("%s entry %d (byte %d): %w", what, i, int64(sector)*sectorSize+int64(4*i), err)
+	if bad != nil {
+		return nil, bad
+	}
+	if tables > s.fileSize/max(s.gtBytes, sectorSize) {
+		return nil, fmt.Errorf("%s points at %d grain tables of %d bytes, more than a file of %d bytes holds without sharing or overlapping them: %w",
+			what, tables, s.gtBytes, s.fileSize, vfs.ErrCorrupt)
+	}
+	// Shared tables: sort a copy of the (few, by the check above) pointers.
+	used := make([]uint32, 0, tables)
+	for _, e := range gd {
+		if e != 0 {
+			used = append(used, e)
 		}
-		if gd[i] == 0 {
+	}
+	slices.Sort(used)
+	for k := 1; k < len(used); k++ {
+		if used[k] != used[k-1] {
 			continue
 		}
-		if j, dup := owner[gd[i]]; dup {
-			return nil, fmt.Errorf("%s entries %d and %d share the grain table at sector %d: %w", what, j, i, gd[i], vfs.ErrCorrupt)
-		}
-		owner[gd[i]] = i
+		first := slices.Index(gd, used[k])
+		second := first + 1 + slices.Index(gd[first+1:], used[k])
+		return nil, fmt.Errorf("%s entries %d and %d share the grain table at sector %d: %w", what, first, second, used[k], vfs.ErrCorrupt)
 	}
 	return gd, nil
 }
@@ -205,9 +255,6 @@ func (s *sparseExtent) checkTablePointer(sec uint32) error {
 
 // table returns grain table gdi (nil: not allocated, every grain reads from the parent).
 func (s *sparseExtent) table(ctx context.Context, gdi uint32) ([]uint32, error) {
-	if s.stream != nil {
-		return s.stream.tables[gdi], nil
-	}
 	if s.gd[gdi] == 0 {
 		return nil, nil
 	}
@@ -263,18 +310,26 @@ func decodeTable(b []byte, off int64, minGrain, fileSectors uint64) ([]uint32, e
 	t := make([]uint32, len(b)/4)
 	for i := range t {
 		e := binary.LittleEndian.Uint32(b[4*i:])
-		t[i] = e
-		switch {
-		case e <= 1:
-		case uint64(e) < minGrain:
-			return nil, fmt.Errorf("entry %d (byte %d) points at sector %d, inside the metadata (grains start at %d): %w",
-				i, off+int64(4*i), e, minGrain, vfs.ErrCorrupt)
-		case uint64(e) >= fileSectors:
-			return nil, fmt.Errorf("entry %d (byte %d) points at sector %d, past the end of the file (%d sectors): %w",
-				i, off+int64(4*i), e, fileSectors, vfs.ErrTruncated)
+		if err := checkGTE(i, e, off, minGrain, fileSectors); err != nil {
+			return nil, err
 		}
+		t[i] = e
 	}
 	return t, nil
+}
+
+// checkGTE checks entry i, e, of the grain table at byte off.
+func checkGTE(i int, e uint32, off int64, minGrain, fileSectors uint64) error {
+	switch {
+	case e <= 1:
+	case uint64(e) < minGrain:
+		return fmt.Errorf("entry %d (byte %d) points at sector %d, inside the metadata (grains start at %d): %w",
+			i, off+int64(4*i), e, minGrain, vfs.ErrCorrupt)
+	case uint64(e) >= fileSectors:
+		return fmt.Errorf("entry %d (byte %d) points at sector %d, past the end of the file (%d sectors): %w",
+			i, off+int64(4*i), e, fileSectors, vfs.ErrTruncated)
+	}
+	return nil
 }
 
 // grain states returned by entry.
@@ -288,14 +343,11 @@ const (
 // entry returns the state of grain g and, for grainData, the sector holding it (or its marker).
 func (s *sparseExtent) entry(ctx context.Context, g uint64) (int, uint32, error) {
 	n := uint64(s.h.numGTEsPerGT)
-	t, err := s.table(ctx, uint32(g/n))
+	t, err := s.view(ctx, uint32(g/n))
 	if err != nil {
 		return 0, 0, err
 	}
-	var e uint32
-	if t != nil {
-		e = t[g%n]
-	}
+	e := t.at(g, n)
 	switch {
 	case e == 0 && s.stream != nil && !s.stream.known(g):
 		return grainMissing, 0, nil
@@ -389,18 +441,21 @@ func (s *sparseExtent) mapRange(ctx context.Context, off, length int64) ([]vfs.E
 		}
 		out = append(out, vfs.Extent{Off: pos, Len: c, Kind: k})
 	}
-	steps := 0
+	steps, tables := 0, 0
 	for pos := off; pos < end; {
-		if len(out) > 4096 || steps >= maxMapSteps {
+		if len(out) > 4096 || steps >= maxMapSteps || tables >= maxMapTables {
 			break // a prefix is enough; the caller loops
 		}
 		gdi := uint64(pos/gb) / n
 		tableEnd := min(end, int64((gdi+1)*n)*gb)
-		t, err := s.table(ctx, uint32(gdi))
+		t, err := s.view(ctx, uint32(gdi))
 		if err != nil {
 			return nil, err
 		}
-		if t == nil {
+		if !t.empty() {
+			tables++
+		}
+		if t.empty() {
 			if s.stream != nil && !s.stream.complete {
 				if split := int64(s.stream.knownBelow) * gb; pos < split {
 					c := min(tableEnd, split) - pos
@@ -421,7 +476,7 @@ func (s *sparseExtent) mapRange(ctx context.Context, off, length int64) ([]vfs.E
 			g := uint64(pos / gb)
 			c := min(tableEnd, int64(g+1)*gb) - pos
 			k := vfs.Data
-			switch e := t[g%n]; {
+			switch e := t.at(g, n); {
 			case e == 0 && (s.stream == nil || s.stream.known(g)):
 				k = vfs.Hole
 			case e == 1:
@@ -488,21 +543,58 @@ func (s *sparseExtent) readAt(ctx context.Context, p []byte, off int64) error {
 
 // allocated counts the grains present. For a compressed extent it is the size of the grain area
 // of the file (reading every marker to add up compressed sizes would cost a read per grain).
+// The count is made once, through one table buffer (the grain table cache is left to readers),
+// reading each table once: tables are never shared (readDirectory refuses that), so the walk
+// reads at most the file.
 func (s *sparseExtent) allocated(ctx context.Context) (int64, error) {
 	if s.h.compressed() {
 		return max(0, s.fileSize-int64(s.h.overHead)*sectorSize), nil
 	}
-	var n int64
-	for gdi := range s.gd {
-		t, err := s.table(ctx, uint32(gdi))
-		if err != nil {
+	return s.alloc.get(ctx, s.countAllocated)
+}
+
+func (s *sparseExtent) countAllocated(ctx context.Context) (int64, error) {
+	buf := make([]byte, s.gtBytes)
+	n := uint64(s.h.numGTEsPerGT)
+	grains := (s.capSectors + s.h.grainSize - 1) / s.h.grainSize
+	var count int64
+	for gdi, sec := range s.gd {
+		if sec == 0 {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		for _, e := range t {
-			if e > 1 {
-				n++
-			}
+		valid := min(n, grains-uint64(gdi)*n) // entries of this table inside the capacity
+		c, err := s.countTable(ctx, buf, sec, int(valid))
+		if err != nil && s.rgd != nil && s.rgd[gdi] != 0 {
+			c, err = s.countTable(ctx, buf, s.rgd[gdi], int(valid))
+		}
+		if err != nil {
+			return 0, fmt.Errorf("vmdk: %s: grain table %d: %w", s.src.Name(), gdi, err)
+		}
+		count += c
+	}
+	return count * s.h.grainBytes(), nil
+}
+
+// countTable reads the grain table at sector into buf, checks it like readTable and counts the
+// allocated grains among its first valid entries.
+func (s *sparseExtent) countTable(ctx context.Context, buf []byte, sector uint32, valid int) (int64, error) {
+	off := int64(sector) * sectorSize
+	if err := vfs.ReadFull(ctx, s.src, buf, off); err != nil {
+		return 0, err
+	}
+	fileSectors := uint64(s.fileSize / sectorSize)
+	var c int64
+	for i := range len(buf) / 4 {
+		e := binary.LittleEndian.Uint32(buf[4*i:])
+		if err := checkGTE(i, e, off, s.minGrain, fileSectors); err != nil {
+			return 0, err
+		}
+		if e > 1 && i < valid {
+			c++
 		}
 	}
-	return n * s.h.grainBytes(), nil
+	return c, nil
 }

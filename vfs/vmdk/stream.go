@@ -2,6 +2,7 @@ package vmdk
 
 import (
 	"bytes"
+	"cmp"
 	"compress/zlib"
 	"context"
 	"encoding/binary"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
@@ -21,14 +23,26 @@ import (
 // end-of-stream marker, grains it did not see are either absent (zero) or lost with the end of
 // the file; VMware writes grains in ascending order, so when the markers seen were ascending,
 // grains below the last one seen are known to be absent.
+//
+// The map is a sorted list of the grains found, not a table per grain directory entry: a few
+// markers scattered over the capacity would otherwise cost a whole table each (see gtView).
 type streamMap struct {
-	tables     map[uint32][]uint32 // grain directory index → grain table
-	complete   bool                // an end-of-stream marker was reached
-	knownBelow uint64              // grains below this index are known (present or absent)
-	endedAt    int64               // byte offset where the scan stopped
-	grains     int                 // grain markers found
+	found      []streamGrain // sorted by grain, one per grain (the last marker seen wins)
+	complete   bool          // an end-of-stream marker was reached
+	knownBelow uint64        // grains below this index are known (present or absent)
+	endedAt    int64         // byte offset where the scan stopped
+	grains     int           // grain markers found
 	grainBytes int64
 }
+
+// streamGrain is a grain found by scanStream: its index and the sector of its marker.
+type streamGrain struct {
+	g   uint64
+	sec uint32
+}
+
+// streamGrainBytes is what one found grain costs in memory, charged to the metadata budget.
+const streamGrainBytes = 16
 
 func (m *streamMap) known(g uint64) bool { return m.complete || g < m.knownBelow }
 
@@ -40,12 +54,51 @@ func (m *streamMap) describe() string {
 		m.endedAt, m.grains, int64(m.knownBelow)*m.grainBytes)
 }
 
-// scanStream walks the markers of a stream from its first grain and builds the grain map.
-// It reads the file sequentially in large chunks.
-func scanStream(ctx context.Context, src vfs.Source, h *sparseHeader) (*streamMap, error) {
-	m := &streamMap{tables: map[uint32][]uint32{}, grainBytes: h.grainBytes()}
+// gtView is one grain table: read from the file (t), or the grains a stream scan found in its
+// range (found); both nil when the table is not allocated.
+type gtView struct {
+	t     []uint32
+	found []streamGrain
+}
+
+func (v gtView) empty() bool { return v.t == nil && v.found == nil }
+
+// at returns the entry of grain g (n entries per table).
+func (v gtView) at(g, n uint64) uint32 {
+	if v.t != nil {
+		return v.t[g%n]
+	}
+	if i, ok := slices.BinarySearchFunc(v.found, g, cmpGrain); ok {
+		return v.found[i].sec
+	}
+	return 0
+}
+
+func cmpGrain(e streamGrain, g uint64) int { return cmp.Compare(e.g, g) }
+
+// view returns grain table gdi. A stream whose map was rebuilt from its markers has no tables:
+// its view is the slice of the grains found in the table's range, so a table costs nothing.
+func (s *sparseExtent) view(ctx context.Context, gdi uint32) (gtView, error) {
+	if s.stream == nil {
+		t, err := s.table(ctx, gdi)
+		return gtView{t: t}, err
+	}
+	n := uint64(s.h.numGTEsPerGT)
+	f := s.stream.found
+	i, _ := slices.BinarySearchFunc(f, uint64(gdi)*n, cmpGrain)
+	j, _ := slices.BinarySearchFunc(f, uint64(gdi+1)*n, cmpGrain)
+	if i == j {
+		return gtView{}, nil
+	}
+	return gtView{found: f[i:j]}, nil
+}
+
+// scanStream walks the markers of a stream from its first grain and builds the grain map of its
+// first capSectors sectors (grains past them are skipped), charging it to mb as it grows. It
+// reads the file sequentially in large chunks.
+func scanStream(ctx context.Context, src vfs.Source, h *sparseHeader, capSectors uint64, mb *metaBudget) (*streamMap, error) {
+	m := &streamMap{grainBytes: h.grainBytes()}
 	size := src.Size()
-	n := uint64(h.numGTEsPerGT)
 	maxGrains := (h.capacity + h.grainSize - 1) / h.grainSize
 	maxPayload := int64(h.grainBytes()) + int64(h.grainBytes())/8 + 1024
 	r := &chunkReader{ctx: ctx, src: src}
@@ -91,15 +144,17 @@ func scanStream(ctx context.Context, src vfs.Source, h *sparseHeader) (*streamMa
 			ascending = false
 		}
 		last = int64(g)
-		t := m.tables[uint32(g/n)]
-		if t == nil {
-			t = make([]uint32, n)
-			m.tables[uint32(g/n)] = t
-		}
 		if pos/sectorSize > int64(^uint32(0)) {
 			return nil, fmt.Errorf("byte %d: grain beyond 2 TiB of file: %w", pos, vfs.ErrCorrupt)
 		}
-		t[g%n] = uint32(pos / sectorSize)
+		if mk.val < capSectors {
+			if len(m.found)%4096 == 0 {
+				if err := mb.charge("grain map rebuilt from the stream's markers", 4096*streamGrainBytes); err != nil {
+					return nil, fmt.Errorf("byte %d: %w", pos, err)
+				}
+			}
+			m.found = append(m.found, streamGrain{g: g, sec: uint32(pos / sectorSize)})
+		}
 		m.grains++
 		if uint64(m.grains) > maxGrains {
 			return nil, fmt.Errorf("byte %d: more grain markers than the capacity holds: %w", pos, vfs.ErrCorrupt)
@@ -111,6 +166,17 @@ func scanStream(ctx context.Context, src vfs.Source, h *sparseHeader) (*streamMa
 	if !m.complete && !ascending {
 		m.knownBelow = 0
 	}
+	// One entry per grain, the last marker seen winning, as when it was written over.
+	slices.SortStableFunc(m.found, func(a, b streamGrain) int { return cmp.Compare(a.g, b.g) })
+	k := 0
+	for i, e := range m.found {
+		if i+1 < len(m.found) && m.found[i+1].g == e.g {
+			continue
+		}
+		m.found[k] = e
+		k++
+	}
+	m.found = slices.Clip(m.found[:k])
 	return m, nil
 }
 
