@@ -28,6 +28,8 @@ import (
 	"syscall"
 
 	"github.com/alecthomas/kong"
+
+	"github.com/h2kvm/h2kvm/vfs/source"
 )
 
 // version is set at build time: -ldflags "-X main.version=...".
@@ -111,6 +113,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 		fmt.Fprintln(stderr, "Run 'h2kvm --help' for usage.")
 		return exitCode(err)
 	}
+	// Credentials were read from the environment by whoever started h2kvm; from here on they
+	// live in this process only, so that no child (qemu-img, virsh, libguestfs's qemu)
+	// inherits them. Commands read them with source.ConfigFromEnv.
+	source.HideSecrets()
 	cli.Globals.Log = newLogger(stderr, cli.Globals.LogLevel)
 	cli.Globals.Stdout = stdout
 

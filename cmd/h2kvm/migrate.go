@@ -22,7 +22,7 @@ type MigrateCmd struct {
 	Format          string          `short:"O" enum:"qcow2,raw" default:"qcow2" help:"Output format: ${enum}."`
 	Target          string          `short:"o" enum:"libvirt" default:"libvirt" help:"Output target, the VM definition VALIDATE writes: ${enum}."`
 	Compress        bool            `help:"Compress qcow2 clusters."`
-	Name            string          `help:"Name of the outputs and the libvirt domain (default: the VM's name)."`
+	Name            string          `help:"Name of the outputs and the libvirt domain (default: the VM's name): letters, digits, '.', '-', '_'."`
 	BootTest        bool            `help:"Boot the result under libvirtd and prove a login prompt and network (SSH banner)."`
 	BootTimeout     time.Duration   `default:"6m" help:"How long the boot test waits."`
 	Resume          bool            `help:"Continue the job recorded in the output folder after its last completed stage."`
@@ -82,6 +82,11 @@ func (c *MigrateCmd) Run(ctx context.Context, g *Globals) error {
 			g.Log.Info("stage "+e.Status, "stage", e.Stage, "note", e.Message)
 		}
 	}
+	if c.Name != "" {
+		if err := validName(c.Name); err != nil {
+			return err
+		}
+	}
 	tg, err := all.Lookup(c.Target)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
@@ -127,4 +132,25 @@ func summary(g *Globals, j *migrate.Job) {
 	}
 	fmt.Fprintf(w, "bytes:  virtual %s, fetched %s, overlay %s, output %s, peak staging %s\n",
 		humanBytes(j.VirtualBytes), humanBytes(j.FetchedBytes), humanBytes(j.OverlayBytes), humanBytes(j.OutputBytes), humanBytes(j.PeakStagingBytes))
+}
+
+// maxNameLen bounds --name: the outputs add a suffix and must stay below NAME_MAX (255).
+const maxNameLen = 200
+
+// validName checks a --name: it becomes OUTPUT/NAME.qcow2, NAME.xml and the domain name, so it
+// must be one plain file name: [A-Za-z0-9._-], not starting with '.' or '-' (no "..", no
+// hidden file, nothing a tool could take for an option), at most maxNameLen bytes.
+func validName(name string) error {
+	if name == "" || len(name) > maxNameLen {
+		return usageErrorf("--name %q: want 1 to %d characters", name, maxNameLen)
+	}
+	if name[0] == '.' || name[0] == '-' {
+		return usageErrorf("--name %q: must not start with '.' or '-'", name)
+	}
+	for _, c := range []byte(name) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return usageErrorf("--name %q: only letters, digits, '.', '-' and '_' are allowed (no path separators)", name)
+		}
+	}
+	return nil
 }

@@ -32,3 +32,21 @@ func TestMigrateTargetFlag(t *testing.T) {
 		t.Errorf("unknown target: exit %d, want %d (%s)", code, exitBadInput, errOut)
 	}
 }
+
+// TestMigrateNameValidated: --name becomes file names in OUTPUT and the libvirt domain name, so
+// a name that is a path (or "..", or odd characters) is bad usage before anything is read or
+// written.
+func TestMigrateNameValidated(t *testing.T) {
+	out := t.TempDir()
+	for _, name := range []string{"../x", "..", "a/b", `a\b`, ".hidden", "-x", "a b", "a\x00b", strings.Repeat("n", 201)} {
+		code, _, errOut := runCLI(t, context.Background(), "migrate", "x.vmdk", "--output", out, "--name", name)
+		if code != exitBadInput || !strings.Contains(errOut, "--name") {
+			t.Errorf("--name %q: exit %d, want %d and a message naming --name: %s", name, code, exitBadInput, errOut)
+		}
+	}
+	for _, name := range []string{"web01", "db-2.prod", "A_b.c-1"} {
+		if err := validName(name); err != nil {
+			t.Errorf("validName(%q): %v", name, err)
+		}
+	}
+}

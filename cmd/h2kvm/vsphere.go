@@ -35,7 +35,7 @@ func (c *VSphereLsCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	vms, err := vsphere.List(ctx, c.Location, vsphere.Options{
-		TLS: cfg.TLS, SessionFile: c.SessionFile,
+		TLS: cfg.TLS, Password: string(cfg.VSpherePassword), SessionFile: c.SessionFile,
 		Warn: func(m string) { g.Log.Warn(m) },
 	})
 	if err != nil {

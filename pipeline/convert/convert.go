@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/h2kvm/h2kvm/internal/secretenv"
 )
 
 // Options configure Run.
@@ -67,6 +69,7 @@ func Run(ctx context.Context, uri, output string, opt Options) error {
 	}
 	args = append(args, uri, tmp.Name())
 	cmd := exec.CommandContext(ctx, "qemu-img", args...)
+	cmd.Env = secretenv.Environ()
 	cmd.WaitDelay = 5 * time.Second
 	// qemu-img must not outlive this process: killed (SIGKILL), it could not remove the
 	// temporary output, and an orphan would go on writing it for nothing.

@@ -41,7 +41,9 @@ func ResolveVM(ctx context.Context, loc string, cfg source.Config, ro ResolveOpt
 		warn = func(string) {}
 	}
 	opt := resolve.Options{
-		VSphere:       vsphere.Options{TLS: cfg.TLS, Snapshot: ro.Snapshot, Sessions: ro.Sessions, Warn: warn},
+		// The password comes from cfg: the command line takes it out of the environment
+		// (source.HideSecrets), where vsphere would otherwise look for it.
+		VSphere:       vsphere.Options{TLS: cfg.TLS, Password: string(cfg.VSpherePassword), Snapshot: ro.Snapshot, Sessions: ro.Sessions, Warn: warn},
 		Warn:          warn,
 		VerifyDisks:   ro.VerifyDisks,
 		NoVerifyDisks: ro.NoVerifyDisks,

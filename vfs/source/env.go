@@ -5,8 +5,10 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/h2kvm/h2kvm/internal/secretenv"
 	"github.com/h2kvm/h2kvm/vfs/source/datastore"
 )
 
@@ -34,23 +36,59 @@ const (
 	EnvAllowPlaintext = datastore.EnvAllowPlaintext
 )
 
-// ConfigFromEnv builds a Config from the environment variables above. Malformed values are
-// errors that name the variable (never its value when it is a secret).
+// hidden holds the secret variables HideSecrets took out of the process environment.
+var hidden struct {
+	mu   sync.Mutex
+	vars map[string]string
+}
+
+// HideSecrets moves the secret variables (secretenv.IsSecret: H2KVM_*PASSWORD*, *_KEY, …)
+// out of the process environment, keeping their values for ConfigFromEnv, so that no child
+// process inherits them: qemu-img, virsh, and the qemu that libguestfs starts, which h2kvm
+// cannot give an environment of its own. The command line calls it once, before running a
+// command; each call replaces what an earlier one kept with what is in the environment now.
+func HideSecrets() {
+	vars := map[string]string{}
+	for _, kv := range os.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		if secretenv.IsSecret(k) {
+			vars[k] = v
+			os.Unsetenv(k)
+		}
+	}
+	hidden.mu.Lock()
+	hidden.vars = vars
+	hidden.mu.Unlock()
+}
+
+// getenv is os.Getenv, falling back to a value HideSecrets kept.
+func getenv(name string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	hidden.mu.Lock()
+	defer hidden.mu.Unlock()
+	return hidden.vars[name]
+}
+
+// ConfigFromEnv builds a Config from the environment variables above (and the secret ones
+// HideSecrets took out of it). Malformed values are errors that name the variable (never its
+// value when it is a secret).
 func ConfigFromEnv() (Config, error) {
 	var c Config
 	var err error
-	c.VSphereUser = os.Getenv(EnvVSphereUser)
-	c.SSHUser = os.Getenv(EnvSSHUser)
-	c.SSHKeyFile = os.Getenv(EnvSSHKey)
-	c.SSHKnownHosts = os.Getenv(EnvSSHKnownHosts)
-	c.TLS.CAFile = os.Getenv(EnvTLSCAFile)
+	c.VSphereUser = getenv(EnvVSphereUser)
+	c.SSHUser = getenv(EnvSSHUser)
+	c.SSHKeyFile = getenv(EnvSSHKey)
+	c.SSHKnownHosts = getenv(EnvSSHKnownHosts)
+	c.TLS.CAFile = getenv(EnvTLSCAFile)
 	if c.VSpherePassword, err = secret(EnvVSpherePassword, EnvVSpherePasswordFile); err != nil {
 		return Config{}, err
 	}
 	if c.SSHPassword, err = secret(EnvSSHPassword, EnvSSHPasswordFile); err != nil {
 		return Config{}, err
 	}
-	c.TLS.Thumbprints = strings.FieldsFunc(os.Getenv(EnvTLSThumbprint), func(r rune) bool { return r == ',' || r == ' ' })
+	c.TLS.Thumbprints = strings.FieldsFunc(getenv(EnvTLSThumbprint), func(r rune) bool { return r == ',' || r == ' ' })
 	if c.TLS.Insecure, err = flag(EnvTLSInsecure); err != nil {
 		return Config{}, err
 	}
@@ -60,7 +98,7 @@ func ConfigFromEnv() (Config, error) {
 	if c.AllowPlaintext, err = flag(EnvAllowPlaintext); err != nil {
 		return Config{}, err
 	}
-	if v := os.Getenv(EnvRetries); v != "" {
+	if v := getenv(EnvRetries); v != "" {
 		if c.Retry.Attempts, err = strconv.Atoi(v); err != nil || c.Retry.Attempts < 1 {
 			return Config{}, fmt.Errorf("source: %s=%q: want a positive number", EnvRetries, v)
 		}
@@ -71,7 +109,7 @@ func ConfigFromEnv() (Config, error) {
 	if c.StallTimeout, err = duration(EnvStallTimeout); err != nil {
 		return Config{}, err
 	}
-	if v := os.Getenv(EnvConns); v != "" {
+	if v := getenv(EnvConns); v != "" {
 		if c.Conns, err = strconv.Atoi(v); err != nil || c.Conns < 1 {
 			return Config{}, fmt.Errorf("source: %s=%q: want a positive number", EnvConns, v)
 		}
@@ -80,18 +118,18 @@ func ConfigFromEnv() (Config, error) {
 }
 
 func secret(env, fileEnv string) (Secret, error) {
-	if f := os.Getenv(fileEnv); f != "" {
+	if f := getenv(fileEnv); f != "" {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return "", fmt.Errorf("source: %s: %w", fileEnv, err)
 		}
 		return Secret(strings.TrimRight(string(b), "\r\n")), nil
 	}
-	return Secret(os.Getenv(env)), nil
+	return Secret(getenv(env)), nil
 }
 
 func flag(env string) (bool, error) {
-	switch v := os.Getenv(env); v {
+	switch v := getenv(env); v {
 	case "", "0", "false":
 		return false, nil
 	case "1", "true":
@@ -102,7 +140,7 @@ func flag(env string) (bool, error) {
 }
 
 func duration(env string) (time.Duration, error) {
-	v := os.Getenv(env)
+	v := getenv(env)
 	if v == "" {
 		return 0, nil
 	}

@@ -13,6 +13,7 @@ import (
 
 	"libvirt.org/go/libvirtxml"
 
+	"github.com/h2kvm/h2kvm/internal/secretenv"
 	"github.com/h2kvm/h2kvm/pipeline"
 	"github.com/h2kvm/h2kvm/pipeline/bootproof"
 	"github.com/h2kvm/h2kvm/pipeline/machine"
@@ -24,7 +25,9 @@ const LibvirtURI = "qemu:///system"
 
 // ValidateDomainXML checks a domain XML file against libvirt's schema with virt-xml-validate.
 func ValidateDomainXML(ctx context.Context, path string) error {
-	out, err := exec.CommandContext(ctx, "virt-xml-validate", path, "domain").CombinedOutput()
+	cmd := exec.CommandContext(ctx, "virt-xml-validate", path, "domain")
+	cmd.Env = secretenv.Environ()
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("validate: %s does not match libvirt's domain schema: %w: %s", path, err, strings.TrimSpace(string(out)))
 	}
@@ -78,7 +81,9 @@ func BootTest(ctx context.Context, opt BootTestOptions) (BootTestResult, error) 
 		if err != nil {
 			return res, err
 		}
-		out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-b", abs, "-F", opt.Format, ov).CombinedOutput()
+		cmd := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-b", abs, "-F", opt.Format, ov)
+		cmd.Env = secretenv.Environ()
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			return res, fmt.Errorf("validate: boot overlay of %s: %w: %s", d, err, out)
 		}
@@ -163,6 +168,7 @@ func BootTest(ctx context.Context, opt BootTestOptions) (BootTestResult, error) 
 // virsh runs a virsh command on LibvirtURI.
 func virsh(ctx context.Context, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, "virsh", append([]string{"-c", LibvirtURI}, args...)...)
+	cmd.Env = secretenv.Environ()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
