@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,9 +33,27 @@ type Config struct {
 	ControlSocket string
 	// NBDSocket is the unix socket NBD clients connect to (mode 0600).
 	NBDSocket string
-	// NBDListen is a TCP address for NBD. Only loopback addresses are accepted: serving NBD
-	// beyond this host needs TLS, which the daemon does not configure yet.
+	// NBDListen is a TCP address for NBD. Only loopback addresses are accepted unless TLS with
+	// client certificates is configured (NBDTLSCert, NBDTLSKey and NBDTLSClientCA).
 	NBDListen string
+	// NBDTLSCert and NBDTLSKey are PEM files of the x509 certificate and key offered to NBD
+	// clients (NBD_OPT_STARTTLS). With them, TCP clients must use TLS (unix-socket clients
+	// may). Both or neither.
+	NBDTLSCert, NBDTLSKey string
+	// NBDTLSClientCA is a PEM file of the CAs whose client certificates are accepted; when set,
+	// every TLS client must present one. It needs NBDTLSCert.
+	NBDTLSClientCA string
+	// NBDInsecureTCP serves writable exports to TCP clients without TLS (by default they are
+	// refused: anyone who can reach the port could write).
+	NBDInsecureTCP bool
+	// NBDMaxConns caps the open NBD connections (0: nbdserve.DefaultMaxConns).
+	NBDMaxConns int
+	// NBDMaxBufferedBytes caps the payload bytes NBD requests in flight hold on all
+	// connections together (0: nbdserve.DefaultMaxBufferedBytes).
+	NBDMaxBufferedBytes int64
+	// NBDWriteTimeout cuts an NBD client that does not read a reply for this long (0: the
+	// nbdserve default, 2 min).
+	NBDWriteTimeout time.Duration
 	// MountDir, when set, is a FUSE mount showing each export as MountDir/<name>/disk.raw.
 	MountDir string
 	// CacheLimit bounds the bytes the caches of all remote files keep on local disk
@@ -93,6 +113,10 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 			return nil, fmt.Errorf("daemon: state directory: %w", err)
 		}
 	}
+	nbdOpt, err := nbdOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
 	st, err := store.Open(filepath.Join(cfg.StateDir, "h2kvm.db"), store.Options{})
 	if err != nil {
 		return nil, err
@@ -101,7 +125,7 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 		cfg:      cfg,
 		log:      cfg.Logger,
 		store:    st,
-		nbd:      nbdserve.New(nbdserve.Options{Logger: cfg.Logger}),
+		nbd:      nbdserve.New(nbdOpt),
 		budget:   cache.NewBudget(cfg.CacheLimit),
 		exports:  map[string]*export{},
 		creating: map[string]bool{},
@@ -185,7 +209,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		nbdLs = append(nbdLs, l)
 	}
 	if d.cfg.NBDListen != "" {
-		l, err := listenLoopbackTCP(d.cfg.NBDListen)
+		l, err := listenTCP(d.cfg.NBDListen, d.cfg.NBDTLSClientCA != "")
 		if err != nil {
 			return fail(err)
 		}
@@ -226,8 +250,48 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return runErr
 }
 
-// listenLoopbackTCP listens on addr, which must name a loopback address.
-func listenLoopbackTCP(addr string) (net.Listener, error) {
+// nbdOptions are the NBD server options of cfg; the TLS files are read here, so a bad one
+// fails New.
+func nbdOptions(cfg Config) (nbdserve.Options, error) {
+	opt := nbdserve.Options{
+		Logger:            cfg.Logger,
+		InsecureTCPWrites: cfg.NBDInsecureTCP,
+		MaxConns:          cfg.NBDMaxConns,
+		MaxBufferedBytes:  cfg.NBDMaxBufferedBytes,
+		WriteTimeout:      cfg.NBDWriteTimeout,
+	}
+	if (cfg.NBDTLSCert == "") != (cfg.NBDTLSKey == "") {
+		return opt, fmt.Errorf("daemon: NBD TLS needs both a certificate (--tls-cert) and its key (--tls-key)")
+	}
+	if cfg.NBDTLSCert == "" {
+		if cfg.NBDTLSClientCA != "" {
+			return opt, fmt.Errorf("daemon: --tls-ca needs --tls-cert and --tls-key")
+		}
+		return opt, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.NBDTLSCert, cfg.NBDTLSKey)
+	if err != nil {
+		return opt, fmt.Errorf("daemon: NBD TLS certificate %s with key %s: %w", cfg.NBDTLSCert, cfg.NBDTLSKey, err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if cfg.NBDTLSClientCA != "" {
+		pem, err := os.ReadFile(cfg.NBDTLSClientCA)
+		if err != nil {
+			return opt, fmt.Errorf("daemon: NBD TLS client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return opt, fmt.Errorf("daemon: NBD TLS client CA %s: no PEM certificate in it", cfg.NBDTLSClientCA)
+		}
+		tc.ClientAuth, tc.ClientCAs = tls.RequireAndVerifyClientCert, pool
+	}
+	opt.TLSConfig, opt.RequireTLSOnTCP = tc, true
+	return opt, nil
+}
+
+// listenTCP listens on addr, which must name a loopback address unless clientsVerified (TLS
+// with client certificates).
+func listenTCP(addr string, clientsVerified bool) (net.Listener, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("daemon: --nbd-listen %q: %w", addr, err)
@@ -237,8 +301,8 @@ func listenLoopbackTCP(addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("daemon: --nbd-listen %q: cannot resolve %s", addr, host)
 	}
 	for _, ip := range ips {
-		if !ip.IsLoopback() {
-			return nil, fmt.Errorf("daemon: --nbd-listen %q: only loopback addresses are served (NBD beyond this host needs TLS)", addr)
+		if !ip.IsLoopback() && !clientsVerified {
+			return nil, fmt.Errorf("daemon: --nbd-listen %q: only loopback addresses are served without TLS client certificates (--tls-cert, --tls-key, --tls-ca)", addr)
 		}
 	}
 	l, err := net.Listen("tcp", addr)
