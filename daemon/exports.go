@@ -195,7 +195,7 @@ func (d *Daemon) open(ctx context.Context, spec ExportSpec, created time.Time) (
 	d.exports[spec.Name] = e
 	d.mu.Unlock()
 
-	desc := spec.Source
+	desc := source.Redact(spec.Source) // readable by anyone who lists the exports: no tokens
 	if err := d.nbd.AddExport(spec.Name, e.dev, nbdserve.ExportOptions{ReadOnly: spec.ReadOnly, Description: desc}); err != nil {
 		d.forget(spec.Name)
 		e.close(ctx, d, false)
