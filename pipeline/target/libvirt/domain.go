@@ -23,7 +23,10 @@ type DomainOptions struct {
 	// UserNetPortForward, when not zero, gives the first NIC QEMU user-mode networking with
 	// the host's loopback port forwarded to the guest's port 22: the boot test uses it to reach
 	// SSH without a bridge. libvirt 9.0 has no port forwarding for user networking (its passt
-	// backend came later), so this NIC is passed to QEMU on its command line.
+	// backend came later), so this NIC is passed to QEMU on its command line. The network is
+	// restricted (restrict=on): the guest reaches neither the host — whose loopback QEMU
+	// otherwise maps to 10.0.2.2, where h2kvm serve may listen for NBD — nor the outside; only
+	// the SSH forward gets through.
 	UserNetPortForward int
 	// SerialLog, when set, also logs the serial console to this file.
 	SerialLog string
@@ -136,7 +139,7 @@ func Domain(vm machine.VM, opt DomainOptions) (*libvirtxml.Domain, error) {
 			}
 			d.QEMUCommandline = &libvirtxml.DomainQEMUCommandline{Args: []libvirtxml.DomainQEMUCommandlineArg{
 				{Value: "-netdev"},
-				{Value: fmt.Sprintf("user,id=h2kvmnet0,hostfwd=tcp:127.0.0.1:%d-:22", opt.UserNetPortForward)},
+				{Value: userNetdev(opt.UserNetPortForward)},
 				{Value: "-device"},
 				{Value: "virtio-net-pci,netdev=h2kvmnet0,bus=pcie.0,addr=0x10,mac=" + mac},
 			}}
@@ -200,4 +203,11 @@ func WriteDomainXML(d *libvirtxml.Domain, path string) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// userNetdev is the -netdev of the boot test's user-mode NIC. restrict=on isolates the guest
+// from the host and the outside; hostfwd rules are exempt, so SSH from the host's loopback
+// still reaches the guest's port 22. Nothing else is forwarded: no guestfwd, smb or tftp.
+func userNetdev(sshPort int) string {
+	return fmt.Sprintf("user,id=h2kvmnet0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22", sshPort)
 }

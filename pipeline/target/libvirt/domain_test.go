@@ -62,3 +62,72 @@ func TestDomainValidates(t *testing.T) {
 		t.Error("an unknown firmware was accepted")
 	}
 }
+
+// TestUserNetRestricted: the boot test's user-mode network isolates the guest from the host
+// (whose loopback is 10.0.2.2 in the guest) and the outside; only the SSH forward is there.
+// When libvirt is reachable, the QEMU command line it would run is checked too.
+func TestUserNetRestricted(t *testing.T) {
+	d, err := Domain(machine.VM{Name: "boot", NICs: []machine.NIC{{MAC: "52:54:00:12:34:56"}}},
+		DomainOptions{DiskPaths: []string{"/srv/a.qcow2"}, UserNetPortForward: 2222})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var netdev string
+	for i, a := range d.QEMUCommandline.Args {
+		if a.Value == "-netdev" && i+1 < len(d.QEMUCommandline.Args) {
+			netdev = d.QEMUCommandline.Args[i+1].Value
+		}
+	}
+	checkUserNetdev(t, netdev)
+
+	if _, err := exec.LookPath("virsh"); err != nil {
+		t.Skip("virsh not installed")
+	}
+	p := filepath.Join(t.TempDir(), "boot.xml")
+	if err := WriteDomainXML(d, p); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("virsh", "-c", LibvirtURI, "domxml-to-native", "qemu-argv", p).CombinedOutput()
+	if err != nil {
+		if os.Getenv("H2KVM_REQUIRE_TOOLS") != "" {
+			t.Fatalf("virsh domxml-to-native: %v\n%s", err, out)
+		}
+		t.Skipf("libvirt not reachable: %v\n%s", err, out)
+	}
+	argv := strings.Fields(string(out))
+	var netdevs []string
+	for i, a := range argv {
+		if a == "-netdev" && i+1 < len(argv) {
+			netdevs = append(netdevs, strings.Trim(argv[i+1], `'"`))
+		}
+	}
+	if len(netdevs) != 1 {
+		t.Fatalf("QEMU would get %d -netdev, want 1: %q\n%s", len(netdevs), netdevs, out)
+	}
+	checkUserNetdev(t, netdevs[0])
+}
+
+func checkUserNetdev(t *testing.T, netdev string) {
+	t.Helper()
+	opts := strings.Split(netdev, ",")
+	if len(opts) == 0 || opts[0] != "user" {
+		t.Fatalf("netdev %q is not user-mode", netdev)
+	}
+	var restricted bool
+	var fwds []string
+	for _, o := range opts[1:] {
+		k, v, _ := strings.Cut(o, "=")
+		switch k {
+		case "restrict":
+			restricted = v == "on" || v == "yes"
+		case "hostfwd", "guestfwd", "smb", "tftp", "bootfile":
+			fwds = append(fwds, o)
+		}
+	}
+	if !restricted {
+		t.Errorf("netdev %q lets the guest reach the host's loopback (10.0.2.2) and the outside: want restrict=on", netdev)
+	}
+	if len(fwds) != 1 || fwds[0] != "hostfwd=tcp:127.0.0.1:2222-:22" {
+		t.Errorf("netdev %q forwards %q, want only hostfwd=tcp:127.0.0.1:2222-:22", netdev, fwds)
+	}
+}
