@@ -14,5 +14,6 @@
 //   - It is idempotent: running it on its own output records no change.
 //   - It records every file it writes, creates or deletes, and every guest command it runs,
 //     as a Change with the content before and after, so a report can be reviewed and a change
-//     undone by hand.
+//     undone by hand. Report.Add redacts the values of secret settings in that content
+//     (Redact): Wi-Fi PSKs, 802.1x, VPN and WireGuard secrets never reach a report.
 package fixers

@@ -16,7 +16,8 @@ const (
 	ActionRegenerate = "regenerate"
 )
 
-// Change is one change made to a guest.
+// Change is one change made to a guest. Before and After, as recorded by Report.Add, have the
+// values of secret settings (Wi-Fi PSKs, 802.1x and VPN passwords, ...) redacted.
 type Change struct {
 	// Fix is the ID of the planned fix that made the change.
 	Fix string `json:"fix,omitempty"`
@@ -54,8 +55,9 @@ type Report struct {
 // Empty reports whether the run changed nothing.
 func (r *Report) Empty() bool { return r == nil || len(r.Changes) == 0 }
 
-// Add records a change.
-func (r *Report) Add(c Change) { r.Changes = append(r.Changes, c) }
+// Add records a change, its secrets redacted (RedactChange): a report and the job record it
+// goes into may be read by more people than the guest's secrets are meant for.
+func (r *Report) Add(c Change) { r.Changes = append(r.Changes, RedactChange(c)) }
 
 // Warnf records a warning.
 func (r *Report) Warnf(format string, args ...any) {

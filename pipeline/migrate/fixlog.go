@@ -45,8 +45,10 @@ func (f *fixRecorder) finish(rep *fixers.Report) {
 // action as a prior one not yet matched is the same change made again (the interrupted run's
 // write did not reach the overlay) or its continuation: they become one change with the prior
 // Before and the later After. Other changes of run follow the prior ones in their order.
-// Warnings are kept once each; timings of run replace those of prior. Neither input is
-// modified; the result is nil only when both are.
+// Warnings are kept once each; timings of run replace those of prior. Every change of the
+// result has its secrets redacted (fixers.RedactChange), whichever fixer recorded it, so that
+// neither the job record nor the reports hold them. Neither input is modified; the result is
+// nil only when both are.
 func mergeFixes(prior, run *fixers.Report) *fixers.Report {
 	if prior == nil && run == nil {
 		return nil
@@ -76,6 +78,9 @@ func mergeFixes(prior, run *fixers.Report) *fixers.Report {
 			}
 			out.Changes = append(out.Changes, c)
 		}
+	}
+	for i, c := range out.Changes {
+		out.Changes[i] = fixers.RedactChange(c)
 	}
 	seen := map[string]bool{}
 	for _, r := range []*fixers.Report{prior, run} {

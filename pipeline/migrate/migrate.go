@@ -122,7 +122,7 @@ func Run(ctx context.Context, opt Options) (*Job, error) {
 			return nil, fmt.Errorf("migrate: stage %q cannot be skipped (only fix and validate can)", s)
 		}
 	}
-	if err := os.MkdirAll(opt.OutputDir, 0o755); err != nil {
+	if err := os.MkdirAll(opt.OutputDir, 0o700); err != nil { // the reports describe the guest
 		return nil, fmt.Errorf("migrate: output folder: %w", err)
 	}
 	r := &runner{opt: opt, log: opt.Log, state: filepath.Join(opt.OutputDir, ".h2kvm")}

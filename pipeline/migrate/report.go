@@ -9,7 +9,9 @@ import (
 	"time"
 )
 
-// writeReports writes report.json and report.md into the job's output folder.
+// writeReports writes report.json and report.md into the job's output folder, readable by
+// their owner only (0600): they describe the guest's configuration in detail (its secrets
+// are redacted where the changes are recorded, mergeFixes).
 func writeReports(j *Job) error {
 	b, err := json.MarshalIndent(j, "", "  ")
 	if err != nil {
@@ -21,12 +23,26 @@ func writeReports(j *Job) error {
 	return writeAtomic(filepath.Join(j.Output, "report.md"), []byte(markdown(j)))
 }
 
+// writeAtomic replaces path with a new file holding data, mode 0600 whatever the old file's
+// mode was: the data goes to a fresh temporary file (os.CreateTemp makes it 0600) renamed over
+// path.
 func writeAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
-	return os.Rename(tmp, path)
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("report: %s: %w", path, err)
+	}
+	return nil
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
