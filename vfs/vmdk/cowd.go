@@ -218,38 +218,53 @@ func (m *esxGrainMap) readAt(ctx context.Context, p []byte, off int64) error {
 }
 
 // mapRange reports grain kinds, merging neighbours of equal kind. It returns a prefix once it
-// has loaded esxMapTableBudget grain tables.
+// has looked at esxMapTableBudget grain tables; each table is fetched once, not once per grain.
 func (m *esxGrainMap) mapRange(ctx context.Context, off, length int64) ([]vfs.Extent, error) {
 	if off < 0 || off > m.capacity {
 		return nil, m.checkRange(off, 0)
 	}
 	end := min(off+max(length, 0), m.capacity)
 	var out []vfs.Extent
-	loaded := int64(-1)
-	budget := esxMapTableBudget
-	for pos := off; pos < end; {
+	add := func(pos, n int64, k vfs.ExtentKind) {
+		if i := len(out) - 1; i >= 0 && out[i].Kind == k {
+			out[i].Len += n
+		} else {
+			out = append(out, vfs.Extent{Off: pos, Len: n, Kind: k})
+		}
+	}
+	for budget := esxMapTableBudget; off < end; budget-- {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		g := pos / m.grainSize
-		if gdi := g / m.perTable; gdi != loaded {
-			if budget == 0 && len(out) > 0 {
-				break
-			}
-			budget--
-			loaded = gdi
+		if budget == 0 && len(out) > 0 {
+			break
 		}
-		loc, run, err := m.locate(ctx, g)
+		gdi := off / m.grainSize / m.perTable
+		tableEnd := min((gdi+1)*m.perTable*m.grainSize, end)
+		t, err := m.table(ctx, gdi)
 		if err != nil {
 			return nil, err
 		}
-		n := min((g+run)*m.grainSize, end) - pos
-		if k := len(out) - 1; k >= 0 && out[k].Kind == loc.kind {
-			out[k].Len += n
-		} else {
-			out = append(out, vfs.Extent{Off: pos, Len: n, Kind: loc.kind})
+		if t == nil {
+			add(off, tableEnd-off, vfs.Hole)
+			off = tableEnd
+			continue
 		}
-		pos += n
+		for off < tableEnd {
+			g := off / m.grainSize
+			loc, err := m.f.decode(t[g%m.perTable], g)
+			if err != nil {
+				return nil, err
+			}
+			if loc.kind == vfs.Data {
+				if err := m.checkGrain(loc.off, g); err != nil {
+					return nil, err
+				}
+			}
+			n := min((g+1)*m.grainSize, tableEnd) - off
+			add(off, n, loc.kind)
+			off += n
+		}
 	}
 	return out, nil
 }

@@ -22,7 +22,18 @@
 //
 // Untrusted input: every size and pointer read from a file is checked before use (capacity at
 // most MaxCapacity, grain directory at most 4 Mi entries, descriptor at most 1 MiB, table
-// pointers inside the file). Problems are reported as vfs.ErrCorrupt (contradictory bytes),
+// pointers inside the file). Headers do not size memory on their own: a sparse extent (KDMV,
+// COWD, seSparse) whose header capacity is below its descriptor line is refused before any
+// table is read, and only the directory entries that cover the line are read, whatever the
+// header declares; a stream without footer keeps one small entry per grain found, not a table.
+// What a chain holds for as long as it is open (grain directories, rebuilt stream maps) is
+// charged to a metadata budget, Options.MetadataBudget (DefaultMetadataBudget, 256 MiB), before
+// it is allocated; a chain that needs more is refused with vfs.ErrUnsupported naming the file
+// and the option. Grain tables are cached per extent in fixed-size caches outside the budget.
+// Allocated-byte walks (Info) read each distinct grain table once (COWD directories may name
+// one table many times), refuse directories whose distinct tables could not fit in the file
+// without overlapping, so they read at most each file once, and are remembered per extent.
+// Problems are reported as vfs.ErrCorrupt (contradictory bytes),
 // vfs.ErrTruncated (metadata points past the end of the file), vfs.ErrUnsupported (valid but
 // not implemented) or vfs.ErrChain (inconsistent links), wrapped with the file name and
 // offset. All these errors are permanent; errors from Sources pass through (a source retries

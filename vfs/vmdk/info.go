@@ -21,8 +21,9 @@ type (
 // truncated stream).
 type noter interface{ extentNotes() []string }
 
-// Info describes every link. It reads every grain table to count allocated bytes, so on a large
-// remote chain it costs one read per grain table.
+// Info describes every link. The first call reads every distinct grain table once to count
+// allocated bytes, so on a large remote chain it costs one read per grain table (at most the
+// size of each file); the counts are remembered, so later calls read nothing.
 func (c *Chain) Info(ctx context.Context) (ChainInfo, error) {
 	ci := ChainInfo{File: c.links[0].name, Format: FormatName, VirtualSize: c.size, Warnings: append([]string(nil), c.warnings...)}
 	for d, l := range c.links {

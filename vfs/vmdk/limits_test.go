@@ -32,12 +32,16 @@ type padFile struct {
 // every read fails, so that a test of bounded work fails fast instead of running for minutes.
 type padOpener struct {
 	files        map[string]padFile
+	fallback     *padFile // served for every name not in files, if set
 	reads, bytes atomic.Int64
 	limit        int64
 }
 
 func (o *padOpener) Open(ctx context.Context, name string) (vfs.Source, error) {
 	f, ok := o.files[name]
+	if !ok && o.fallback != nil {
+		f, ok = *o.fallback, true
+	}
 	if !ok {
 		return nil, fmt.Errorf("open %s: %w", name, vfs.ErrNotFound)
 	}
@@ -284,18 +288,18 @@ func TestExtentLineBoundsHeader(t *testing.T) {
 	}
 }
 
-// sharedTableCOWD is a 4 MiB COWD of 2 TiB whose 1 Mi directory entries all name one grain
-// table, whose first 10 entries name grains.
-func sharedTableCOWD() padFile {
-	const entries = 1 << 20
-	const table = 4 + entries*4/esxSector // sector of the table, after the directory
-	const grains = table + esxCOWDGTEntries*4/esxSector
-	f := cowdImage(^uint32(0), entries)
+// sharedTableCOWD is a COWD in 1-sector grains whose directory of entries (a multiple of 128)
+// names one grain table entries times; the table's first 10 entries name grains. With 1 Mi
+// entries it is the 4 MiB, 2 TiB file of issue 15.
+func sharedTableCOWD(entries int) padFile {
+	table := 4 + entries*4/esxSector // sector of the table, after the directory
+	grains := table + esxCOWDGTEntries*4/esxSector
+	f := cowdImage(uint32(min(int64(entries)*esxCOWDGTEntries, int64(^uint32(0)))), uint32(entries))
 	b := make([]byte, (grains+10)*esxSector)
 	copy(b, f.head)
 	le := binary.LittleEndian
 	for i := range entries {
-		le.PutUint32(b[esxCOWDHeaderSize+4*i:], table)
+		le.PutUint32(b[esxCOWDHeaderSize+4*i:], uint32(table))
 	}
 	for i := range 10 {
 		le.PutUint32(b[table*esxSector+4*i:], uint32(grains+i))
@@ -308,7 +312,7 @@ func sharedTableCOWD() padFile {
 // disk's start reads the table once more at most.
 func TestSharedGrainTables(t *testing.T) {
 	ctx := context.Background()
-	o := &padOpener{files: map[string]padFile{"d/disk.vmdk": sharedTableCOWD()}, limit: 10000}
+	o := &padOpener{files: map[string]padFile{"d/disk.vmdk": sharedTableCOWD(1 << 20)}, limit: 10000}
 	c, err := Open(ctx, o, "d/disk.vmdk", Options{})
 	if err != nil {
 		t.Fatal(err)
