@@ -20,6 +20,8 @@ PKGS=(
   debootstrap virt-v2v dosfstools initramfs-tools-core
   # benchmarks and tests (sfdisk and mke2fs build test disks without libguestfs; pgrep in CI)
   curl bc openssh-client openssh-server netcat-openbsd fdisk e2fsprogs procps
+  # certtool for the x509 certificates of serve --tls-cert/--tls-ca (tests make theirs in Go)
+  gnutls-bin
 )
 
 # One dpkg-query for all packages keeps the already-installed case fast (make runs this each time).
