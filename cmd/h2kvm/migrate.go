@@ -16,26 +16,27 @@ import (
 
 // MigrateCmd is `h2kvm migrate`.
 type MigrateCmd struct {
-	Source          string          `arg:"" help:"The VM or disk: .vmdk, .vmx, .ova, vsphere://…, https://…, ssh://…, nbd://…."`
-	Output          string          `required:"" placeholder:"DIR" help:"Output folder: NAME.qcow2 (or raw; NAME-diskN.qcow2 for each disk of a VM with several), NAME.xml, report.json, report.md."`
-	Server          string          `placeholder:"SOCK" help:"Control socket of a running 'h2kvm serve' (default: run one in this process)."`
-	Format          string          `short:"O" enum:"qcow2,raw" default:"qcow2" help:"Output format: ${enum}."`
-	Target          string          `short:"o" enum:"libvirt" default:"libvirt" help:"Output target, the VM definition VALIDATE writes: ${enum}."`
-	Compress        bool            `help:"Compress qcow2 clusters."`
-	Name            string          `help:"Name of the outputs and the libvirt domain (default: the VM's name): letters, digits, '.', '-', '_'."`
-	BootTest        bool            `help:"Boot the result under libvirtd and prove a login prompt and network (SSH banner)."`
-	BootTimeout     time.Duration   `default:"6m" help:"How long the boot test waits."`
-	Resume          bool            `help:"Continue the job recorded in the output folder after its last completed stage."`
-	DryRun          bool            `help:"Stop after PLAN: print the facts and the plan, change nothing."`
-	Skip            []migrate.Stage `enum:"fix,validate" placeholder:"STAGE" help:"Skip a stage (fix or validate); stages are never reordered."`
-	Snapshot        string          `help:"For vsphere:// sources: migrate the disks as of this snapshot."`
-	VerifyDisks     bool            `help:"For OVA/OVF sources: read every disk once completely first and refuse the source if a digest differs from the manifest. Without it each disk is checked after conversion from the bytes read (no extra download), before its output gets its final name." xor:"verify"`
-	NoVerifyDisks   bool            `help:"For OVA/OVF sources: do not check disks against the manifest (a warning says so in the report)." xor:"verify"`
-	CacheLimit      Size            `default:"1GiB" placeholder:"SIZE" help:"Local disk for caching remote blocks."`
-	KeepMAC         []string        `name:"keep-mac" placeholder:"MAC" help:"MACs the KVM domain keeps (default: the source VM's)."`
-	NoSerialConsole bool            `help:"Do not add console=ttyS0 to the guest's kernel command line."`
-	KeepState       bool            `help:"Keep OUTPUT/.h2kvm (overlays, cache, job record) after success."`
-	JSON            bool            `help:"Report progress as JSON lines on stdout; the last line is the job record."`
+	Source            string          `arg:"" help:"The VM or disk: .vmdk, .vmx, .ova, vsphere://…, https://…, ssh://…, nbd://…."`
+	Output            string          `required:"" placeholder:"DIR" help:"Output folder: NAME.qcow2 (or raw; NAME-diskN.qcow2 for each disk of a VM with several), NAME.xml, report.json, report.md."`
+	Server            string          `placeholder:"SOCK" help:"Control socket of a running 'h2kvm serve' (default: run one in this process)."`
+	Format            string          `short:"O" enum:"qcow2,raw" default:"qcow2" help:"Output format: ${enum}."`
+	Target            string          `short:"o" enum:"libvirt" default:"libvirt" help:"Output target, the VM definition VALIDATE writes: ${enum}."`
+	Compress          bool            `help:"Compress qcow2 clusters."`
+	Name              string          `help:"Name of the outputs and the libvirt domain (default: the VM's name): letters, digits, '.', '-', '_'."`
+	BootTest          bool            `help:"Boot the result under libvirtd and prove a login prompt and network (SSH banner)."`
+	BootTimeout       time.Duration   `default:"6m" help:"How long the boot test waits."`
+	Resume            bool            `help:"Continue the job recorded in the output folder after its last completed stage."`
+	DryRun            bool            `help:"Stop after PLAN: print the facts and the plan, change nothing."`
+	Skip              []migrate.Stage `enum:"fix,validate" placeholder:"STAGE" help:"Skip a stage (fix or validate); stages are never reordered."`
+	Snapshot          string          `help:"For vsphere:// sources: migrate the disks as of this snapshot."`
+	VerifyDisks       bool            `help:"For OVA/OVF sources: read every disk once completely first and refuse the source if a digest differs from the manifest. Without it each disk is checked after conversion from the bytes read (no extra download), before its output gets its final name." xor:"verify"`
+	NoVerifyDisks     bool            `help:"For OVA/OVF sources: do not check disks against the manifest (a warning says so in the report)." xor:"verify"`
+	AllowOutsideDisks bool            `help:"For .vmx and .ovf sources: allow disks outside the VM's folder (absolute fileNames, symbolic links leading out; for a remote one, outside its datastore). Also H2KVM_ALLOW_OUTSIDE_DISKS=1."`
+	CacheLimit        Size            `default:"1GiB" placeholder:"SIZE" help:"Local disk for caching remote blocks."`
+	KeepMAC           []string        `name:"keep-mac" placeholder:"MAC" help:"MACs the KVM domain keeps (default: the source VM's)."`
+	NoSerialConsole   bool            `help:"Do not add console=ttyS0 to the guest's kernel command line."`
+	KeepState         bool            `help:"Keep OUTPUT/.h2kvm (overlays, cache, job record) after success."`
+	JSON              bool            `help:"Report progress as JSON lines on stdout; the last line is the job record."`
 }
 
 func (c *MigrateCmd) Help() string {
@@ -95,6 +96,7 @@ func (c *MigrateCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
+	cfg.AllowOutsideDisks = cfg.AllowOutsideDisks || c.AllowOutsideDisks
 	job, err := migrate.Run(ctx, migrate.Options{
 		Source: c.Source, SourceConfig: cfg, OutputDir: c.Output, Name: c.Name, Server: c.Server, Target: tg,
 		Format: c.Format, Compress: c.Compress, BootTest: c.BootTest, BootTimeout: c.BootTimeout,

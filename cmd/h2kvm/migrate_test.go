@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -48,5 +50,31 @@ func TestMigrateNameValidated(t *testing.T) {
 		if err := validName(name); err != nil {
 			t.Errorf("validName(%q): %v", name, err)
 		}
+	}
+}
+
+// TestMigrateOutsideDisks: a .vmx naming a disk outside its folder stops FETCH as bad input
+// naming --allow-outside-disks; with the flag the disk is used (and here fails later, being no
+// VMDK).
+func TestMigrateOutsideDisks(t *testing.T) {
+	tmp := t.TempDir()
+	vmDir := filepath.Join(tmp, "vm")
+	if err := os.Mkdir(vmDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "host.vmdk"), []byte("not a disk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	vmx := filepath.Join(vmDir, "x.vmx")
+	if err := os.WriteFile(vmx, []byte("memSize = \"512\"\nscsi0.present = \"TRUE\"\nscsi0:0.present = \"TRUE\"\nscsi0:0.fileName = \"../host.vmdk\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runCLI(t, context.Background(), "migrate", vmx, "--output", filepath.Join(tmp, "out1"))
+	if code != exitBadInput || !strings.Contains(errOut, "--allow-outside-disks") {
+		t.Fatalf("outside disk: exit %d, want %d naming --allow-outside-disks: %s", code, exitBadInput, errOut)
+	}
+	_, _, errOut = runCLI(t, context.Background(), "migrate", vmx, "--output", filepath.Join(tmp, "out2"), "--allow-outside-disks")
+	if strings.Contains(errOut, "outside the VM's folder") {
+		t.Fatalf("--allow-outside-disks: still refused: %s", errOut)
 	}
 }

@@ -43,10 +43,11 @@ func ResolveVM(ctx context.Context, loc string, cfg source.Config, ro ResolveOpt
 	opt := resolve.Options{
 		// The password comes from cfg: the command line takes it out of the environment
 		// (source.HideSecrets), where vsphere would otherwise look for it.
-		VSphere:       vsphere.Options{TLS: cfg.TLS, Password: string(cfg.VSpherePassword), Snapshot: ro.Snapshot, Sessions: ro.Sessions, Warn: warn},
-		Warn:          warn,
-		VerifyDisks:   ro.VerifyDisks,
-		NoVerifyDisks: ro.NoVerifyDisks,
+		VSphere:           vsphere.Options{TLS: cfg.TLS, Password: string(cfg.VSpherePassword), Snapshot: ro.Snapshot, Sessions: ro.Sessions, Warn: warn},
+		Warn:              warn,
+		VerifyDisks:       ro.VerifyDisks,
+		NoVerifyDisks:     ro.NoVerifyDisks,
+		AllowOutsideDisks: cfg.AllowOutsideDisks,
 	}
 	if k := resolve.KindOf(loc); k != resolve.KindVSphere && k != resolve.KindDisk && strings.Contains(loc, "://") {
 		o, _, err := source.Open(ctx, loc, cfg)

@@ -23,6 +23,8 @@ type pkg interface {
 	location(name string) (string, error)
 	// describe names the package in messages.
 	describe() string
+	// checkDisk refuses (ErrOutside) a disk file name that leads out of the package.
+	checkDisk(name string) error
 }
 
 type ovaPkg struct {
@@ -39,9 +41,14 @@ func (p *ovaPkg) location(name string) (string, error) {
 }
 func (p *ovaPkg) describe() string { return p.archive }
 
+// checkDisk: a member of the archive is in the package by construction (tarsrc refuses
+// unsafe member names).
+func (p *ovaPkg) checkDisk(string) error { return nil }
+
 type dirPkg struct {
-	ovfLoc string
-	o      vfs.Opener
+	ovfLoc   string
+	o        vfs.Opener
+	allowOut bool // Options.AllowOutsideDisks
 }
 
 func (p *dirPkg) open(ctx context.Context, name string) (vfs.Source, error) {
@@ -53,6 +60,19 @@ func (p *dirPkg) open(ctx context.Context, name string) (vfs.Source, error) {
 }
 func (p *dirPkg) location(name string) (string, error) { return p.o.Resolve(p.ovfLoc, name) }
 func (p *dirPkg) describe() string                     { return p.ovfLoc }
+
+// checkDisk: hrefs are relative and never contain ".." (package ovf), but a symbolic link in
+// the folder (or a server's own mapping) may still lead out of it.
+func (p *dirPkg) checkDisk(name string) error {
+	loc, err := p.location(name)
+	if err != nil {
+		return err
+	}
+	if !p.allowOut && !confined(p.ovfLoc, loc) {
+		return fmt.Errorf("%s (%s): %w", name, loc, ErrOutside)
+	}
+	return nil
+}
 
 func resolveOVA(ctx context.Context, loc string, opt *Options) (*machine.VM, error) {
 	to := tarsrc.NewOpener(opt.opener())
@@ -92,7 +112,7 @@ func resolveOVA(ctx context.Context, loc string, opt *Options) (*machine.VM, err
 }
 
 func resolveOVF(ctx context.Context, loc string, opt *Options) (*machine.VM, error) {
-	p := &dirPkg{ovfLoc: loc, o: opt.opener()}
+	p := &dirPkg{ovfLoc: loc, o: opt.opener(), allowOut: opt.AllowOutsideDisks}
 	base := path.Base(locationPath(loc))
 	mf := strings.TrimSuffix(base, path.Ext(base)) + ".mf"
 	src, err := p.open(ctx, mf)
@@ -185,6 +205,9 @@ func resolvePackage(ctx context.Context, p pkg, ovfName, mfName string, opt *Opt
 		f := a.File
 		if f.Compression != "" || f.ChunkSize > 0 {
 			return nil, fmt.Errorf("resolve: %s: disk file %s is stored gzip-compressed or chunked, which cannot be read in place: %w", where, f.Href, vfs.ErrUnsupported)
+		}
+		if err := p.checkDisk(f.Href); err != nil {
+			return nil, fmt.Errorf("resolve: %s: disk file %s: %w", where, f.Href, err)
 		}
 		src, err := p.open(ctx, f.Href)
 		if err != nil {

@@ -29,6 +29,12 @@ type Options struct {
 	// VerifyDisks, each listed disk's digest is recorded in machine.Disk.Manifest for the
 	// migration to check once it has read the disk.
 	NoVerifyDisks bool
+	// AllowOutsideDisks lets a .vmx or an OVF name disks outside its folder (a local .vmx's
+	// absolute fileNames, symbolic links that lead out of the folder; for a remote one, files
+	// outside its datastore or URL folder). Without it they are refused with ErrOutside, as a
+	// crafted VM folder could otherwise have any host file migrated. (An absolute fileName
+	// outside the folder still falls back to the file of the same base name inside it.)
+	AllowOutsideDisks bool
 	// Warn receives warnings; nil drops them.
 	Warn func(msg string)
 }

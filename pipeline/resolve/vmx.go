@@ -60,11 +60,16 @@ func resolveVMX(ctx context.Context, loc string, opt *Options) (*machine.VM, err
 	return vm, nil
 }
 
-// diskLocation resolves a fileName of a .vmx. Absolute names (ESXi's /vmfs/volumes/…, another
-// host's paths) are used when they exist; otherwise the file of the same base name in the
-// .vmx's folder is used, with a warning, as a copied VM folder holds it there.
+// diskLocation resolves a fileName of a .vmx. Names that resolve inside the .vmx's folder (see
+// confined) are used when they exist; an absolute name that does not exist or leads out of the
+// folder (ESXi's /vmfs/volumes/…, another host's paths) falls back, with a warning, to the file
+// of the same base name in the .vmx's folder, as a copied VM folder holds it there. A relative
+// name that leads out is refused with ErrOutside unless Options.AllowOutsideDisks.
 func diskLocation(ctx context.Context, o vfs.Opener, vmxLoc, name string, opt *Options) (string, error) {
 	loc, err := o.Resolve(vmxLoc, name)
+	if err == nil && !opt.AllowOutsideDisks && !confined(vmxLoc, loc) {
+		err = fmt.Errorf("%s (%s): %w", name, loc, ErrOutside)
+	}
 	if err == nil {
 		if s, oerr := o.Open(ctx, loc); oerr == nil {
 			s.Close()
@@ -79,15 +84,25 @@ func diskLocation(ctx context.Context, o vfs.Opener, vmxLoc, name string, opt *O
 	}
 	base := name[strings.LastIndexAny(name, `/\`)+1:]
 	alt, err2 := o.Resolve(vmxLoc, base)
+	if err2 == nil && !opt.AllowOutsideDisks && !confined(vmxLoc, alt) {
+		err2 = fmt.Errorf("%s (%s): %w", base, alt, ErrOutside)
+	}
 	if err2 != nil {
 		return "", err2
 	}
 	s, err2 := o.Open(ctx, alt)
 	if err2 != nil {
+		if errors.Is(err, ErrOutside) {
+			return "", fmt.Errorf("%w; nor is %s there: %v", err, alt, err2)
+		}
 		return "", fmt.Errorf("%s is not there, nor %s: %w", name, alt, err2)
 	}
 	s.Close()
-	opt.warnf("%s: disk %s not found as written; using %s", vmxLoc, name, alt)
+	if errors.Is(err, ErrOutside) {
+		opt.warnf("%s: disk %s is outside the VM's folder; using %s", vmxLoc, name, alt)
+	} else {
+		opt.warnf("%s: disk %s not found as written; using %s", vmxLoc, name, alt)
+	}
 	return alt, nil
 }
 

@@ -34,6 +34,8 @@ const (
 	// EnvAllowPlaintext "1" allows http:// datastore URLs, which carry the vSphere password
 	// and session cookie in clear (refused by default).
 	EnvAllowPlaintext = datastore.EnvAllowPlaintext
+	// EnvAllowOutsideDisks "1" lets a .vmx or an OVF name disks outside its folder.
+	EnvAllowOutsideDisks = "H2KVM_ALLOW_OUTSIDE_DISKS"
 )
 
 // hidden holds the secret variables HideSecrets took out of the process environment.
@@ -96,6 +98,9 @@ func ConfigFromEnv() (Config, error) {
 		return Config{}, err
 	}
 	if c.AllowPlaintext, err = flag(EnvAllowPlaintext); err != nil {
+		return Config{}, err
+	}
+	if c.AllowOutsideDisks, err = flag(EnvAllowOutsideDisks); err != nil {
 		return Config{}, err
 	}
 	if v := getenv(EnvRetries); v != "" {

@@ -57,6 +57,10 @@ type Config struct {
 	// AllowPlaintext allows http:// datastore URLs, whose login and requests carry the
 	// password and session cookie in clear (EnvAllowPlaintext); they are refused otherwise.
 	AllowPlaintext bool
+	// AllowOutsideDisks lets a .vmx or an OVF name disks outside its own folder (datastore,
+	// for a remote one); see resolve.Options.AllowOutsideDisks. EnvAllowOutsideDisks or
+	// migrate --allow-outside-disks.
+	AllowOutsideDisks bool
 
 	SSHUser          string
 	SSHPassword      Secret
