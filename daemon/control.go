@@ -145,7 +145,7 @@ func writeError(w http.ResponseWriter, err error) {
 		status = http.StatusBadRequest
 	case errors.Is(err, ErrNoExport):
 		status = http.StatusNotFound
-	case errors.Is(err, ErrExists), errors.Is(err, ErrBusy):
+	case errors.Is(err, ErrExists), errors.Is(err, ErrBusy), errors.Is(err, ErrChainChanged):
 		status = http.StatusConflict
 	case errors.Is(err, ErrSource):
 		status = http.StatusUnprocessableEntity

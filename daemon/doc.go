@@ -19,6 +19,13 @@
 // ErrExists or ErrBusy, so that two stacks never share an overlay. An export whose file is open
 // on the FUSE mount is not deleted (ErrBusy) until the file is closed.
 //
+// Each version of a remote file (location, size, and its Versioner version: an HTTP ETag or
+// Last-Modified time) has one cache, created by the first export that opens it while the others
+// wait, and shared by every export reading it (caches.go); the cache file is flock'ed while
+// open. An export's record keeps its chain (links, CIDs, file versions): a writable export is
+// not restored, nor created again under its name, over a chain that changed (ErrChainChanged;
+// its overlay is kept), a read-only one is served from the new chain.
+//
 // A control API error answer carries, besides its message, a kind (bad-input,
 // source-unreachable, …) and the sentinels behind it by name (errkind.go); Client turns them back
 // into the same sentinels, so that errors.Is answers alike for a daemon in this process and one

@@ -27,7 +27,8 @@ const (
 	KindBadRequest ErrorKind = "bad-request"
 	// KindNoExport: no export has that name (ErrNoExport).
 	KindNoExport ErrorKind = "no-export"
-	// KindConflict: the name is taken or busy (ErrExists, ErrBusy).
+	// KindConflict: the name is taken or busy, or its kept overlay no longer fits the chain
+	// (ErrExists, ErrBusy, ErrChainChanged).
 	KindConflict ErrorKind = "conflict"
 	// KindBadInput: the source's bytes, chain or location are wrong (a corrupt, truncated or
 	// unsupported image, a missing file or parent, an inconsistent chain): the user must fix
@@ -112,7 +113,7 @@ func classify(err error) (ErrorKind, []string) {
 		return KindBadRequest, names
 	case errors.Is(err, ErrNoExport):
 		return KindNoExport, names
-	case errors.Is(err, ErrExists), errors.Is(err, ErrBusy):
+	case errors.Is(err, ErrExists), errors.Is(err, ErrBusy), errors.Is(err, ErrChainChanged):
 		return KindConflict, names
 	case errors.Is(err, context.Canceled):
 		return KindCanceled, names

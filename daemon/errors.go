@@ -19,4 +19,8 @@ var (
 	// ErrBusy: the export is in use in a way that prevents the request (files of it are open
 	// on the FUSE mount, another delete is in progress). Retry later.
 	ErrBusy = errors.New("export busy")
+	// ErrChainChanged: a writable export's chain is not what its overlay's writes were made
+	// over (a link's CID, or a file's version, differs from its record). Permanent until the
+	// old files are back or the export is deleted.
+	ErrChainChanged = errors.New("chain changed since the export was created")
 )

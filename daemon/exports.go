@@ -37,6 +37,7 @@ type export struct {
 	// versions are the versions of the files the export read, by location (guarded by
 	// Daemon.mu): what its record ties a kept overlay to.
 	versions map[string]string
+	recorded *store.Chain // set once by open: the chain it was opened over, for its record
 }
 
 // isLocal reports whether a SOURCE names a local file, which is read in place, not cached.
@@ -137,7 +138,8 @@ func (d *Daemon) CreateExport(ctx context.Context, spec ExportSpec) (ExportInfo,
 		return d.info(ctx, e, false), nil
 	}
 	rec := store.ExportRecord{Name: spec.Name, Source: spec.Source, ReadOnly: spec.ReadOnly,
-		KeepOverlay: spec.KeepOverlay, IgnoreCIDMismatch: spec.IgnoreCIDMismatch, Created: created}
+		KeepOverlay: spec.KeepOverlay, IgnoreCIDMismatch: spec.IgnoreCIDMismatch, Created: created,
+		Chain: e.recorded}
 	if m := spec.Manifest; m != nil {
 		rec.ManifestAlg, rec.ManifestHex = m.Alg, m.Hex
 	}
@@ -167,6 +169,11 @@ func (d *Daemon) open(ctx context.Context, spec ExportSpec, created time.Time) (
 	if err != nil {
 		opener.Close()
 		return nil, sourceError(spec.Name, err)
+	}
+	if e.recorded, err = d.checkChain(ctx, e); err != nil {
+		e.chain.Close()
+		opener.Close()
+		return nil, err
 	}
 	e.dev = e.chain
 	if !spec.ReadOnly {

@@ -79,6 +79,10 @@ func (s *fileServer) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
+	// Like common servers, name the file's version by its modification time and size.
+	if st, err := f.Stat(); err == nil {
+		w.Header().Set("ETag", fmt.Sprintf(`"%x-%x"`, st.ModTime().UnixNano(), st.Size()))
+	}
 	http.ServeContent(cw, r, name, time.Time{}, f)
 }
 

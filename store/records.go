@@ -26,6 +26,22 @@ type ExportRecord struct {
 	// ManifestAlg and ManifestHex are the digest the source file should have, if known.
 	ManifestAlg string `json:"manifest_alg,omitempty"`
 	ManifestHex string `json:"manifest_hex,omitempty"`
+	// Chain is what the export's bytes came from when it was opened (nil in records written
+	// before it was kept): the chain its overlay's writes were made over.
+	Chain *Chain `json:"chain,omitempty"`
+}
+
+// Chain is the chain of an export: its links, top first, and the version of every file it
+// read (links and extents), by location. Versions are opaque ("size=N etag=..." and the like).
+type Chain struct {
+	Links    []ChainLink       `json:"links"`
+	Versions map[string]string `json:"versions,omitempty"`
+}
+
+// ChainLink is one link of a recorded chain.
+type ChainLink struct {
+	File string `json:"file"`
+	CID  string `json:"cid,omitempty"` // VMDK's content ID; empty for formats without one
 }
 
 // PutExport creates or replaces an export record.
