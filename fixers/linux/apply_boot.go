@@ -42,30 +42,16 @@ func (a *applier) installedPackages(names []string) []string {
 	if len(names) == 0 {
 		return nil
 	}
-	var out string
 	switch a.f.OS.PackageFormat {
 	case "deb":
 		// Read the status file rather than run dpkg-query: a guest process costs seconds under TCG.
 		status, _, _ := a.x.readFile("/var/lib/dpkg/status")
 		return conf.DpkgInstalled(status, names)
 	case "rpm":
-		out, _ = a.x.run(append([]string{"rpm", "-q", "--qf", "%{NAME} installed\\n"}, names...)...)
-	default:
-		return names
+		out, _ := a.x.run(append([]string{"rpm", "-q", "--qf", conf.RpmQueryFormat}, names...)...)
+		return conf.RpmInstalled(out, names)
 	}
-	want := map[string]bool{}
-	for _, n := range names {
-		want[n] = true
-	}
-	var inst []string
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) == 2 && want[f[0]] && f[1] == "installed" {
-			inst = append(inst, f[0])
-			want[f[0]] = false
-		}
-	}
-	return inst
+	return names
 }
 
 // initramfs adds the virtio drivers to the generator's configuration and rebuilds every

@@ -153,8 +153,8 @@ func AddMkinitcpioModules(text string, add []string) (string, bool) {
 }
 
 // DpkgInstalled returns those of names that a dpkg status file (/var/lib/dpkg/status) lists
-// with Status "install ok installed" (or another want with state installed), in the order of
-// names.
+// with Status "install ok installed" (or another want with state installed), once each, in the
+// order of names.
 func DpkgInstalled(status string, names []string) []string {
 	installed := map[string]bool{}
 	pkg := ""
@@ -175,7 +175,30 @@ func DpkgInstalled(status string, names []string) []string {
 	for _, n := range names {
 		if installed[n] {
 			out = append(out, n)
+			installed[n] = false // once, also when names repeats it
 		}
 	}
 	return out
+}
+
+// RpmQueryFormat is the rpm -q --qf format whose output RpmInstalled reads.
+const RpmQueryFormat = "%{NAME} installed\\n"
+
+// RpmInstalled returns those of names that the output of "rpm -q --qf RpmQueryFormat names..."
+// lists as installed, once each, in the order of the output. rpm prints "package NAME is not
+// installed" for the others, which has more than two words.
+func RpmInstalled(out string, names []string) []string {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	var inst []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 2 && want[f[0]] && f[1] == "installed" {
+			inst = append(inst, f[0])
+			want[f[0]] = false
+		}
+	}
+	return inst
 }
