@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -48,7 +49,9 @@ type conn struct {
 
 func newConn(s *Server, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
-	_, local := nc.(*net.UnixConn)
+	// Unix sockets are guarded by file permissions; anything else counts as TCP (see
+	// Options.InsecureTCPWrites).
+	local := strings.HasPrefix(nc.LocalAddr().Network(), "unix")
 	return &conn{
 		local:  local,
 		s:      s,

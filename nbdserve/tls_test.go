@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/pem"
 	"errors"
 	"math/big"
@@ -192,5 +193,35 @@ func TestInsecureTCPWrites(t *testing.T) {
 	}
 	if out := run(t, time.Minute, "nbdinfo", "--json", "nbd://127.0.0.1:"+port+"/rw"); !strings.Contains(out, `"is_read_only": false`) {
 		t.Errorf("writable export over plain TCP with InsecureTCPWrites:\n%s", out)
+	}
+}
+
+// Old-style EXPORT_NAME cannot be answered with an error: a plain TCP client asking it for a
+// writable export is disconnected, one asking for a read-only export is served.
+func TestTCPExportNameWritableClosed(t *testing.T) {
+	s, port := startTCPServer(t, Options{})
+	if err := s.AddExport("rw", vfs.NewMemDevice(1<<20), ExportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddExport("ro", vfs.NewMemDevice(1<<20), ExportOptions{ReadOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	dial := func() *rawClient {
+		c, err := net.Dial("tcp", "127.0.0.1:"+port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		rc := newRawClient(t, c)
+		rc.greet(flagCFixedNewstyle | flagCNoZeroes)
+		return rc
+	}
+	rc := dial()
+	rc.sendOpt(optExportName, []byte("rw"))
+	rc.expectClosed()
+	rc = dial()
+	rc.sendOpt(optExportName, []byte("ro"))
+	if b := rc.read(10); binary.BigEndian.Uint64(b) != 1<<20 {
+		t.Fatalf("EXPORT_NAME ro: reply % x", b)
 	}
 }
