@@ -279,6 +279,7 @@ func (m *esxGrainMap) allocated(ctx context.Context) (int64, error) {
 }
 
 func (m *esxGrainMap) countAllocated(ctx context.Context) (int64, error) {
+	tableBytes := m.perTable * m.entrySize
 	first := map[int64]int64{} // table offset → first directory entry naming it
 	var order []int64          // distinct table offsets, in directory order
 	for gdi := range m.numTables {
@@ -292,11 +293,11 @@ func (m *esxGrainMap) countAllocated(ctx context.Context) (int64, error) {
 		if _, ok := first[off]; !ok {
 			first[off] = gdi
 			order = append(order, off)
+			// Checked as the set grows, so that the set stays as small as the file.
+			if err := checkTableCount(m.src.Name(), m.kind+" grain directory", int64(len(order)), tableBytes, m.src.Size()); err != nil {
+				return 0, err
+			}
 		}
-	}
-	tableBytes := m.perTable * m.entrySize
-	if err := checkTableCount(m.src.Name(), m.kind+" grain directory", int64(len(order)), tableBytes, m.src.Size()); err != nil {
-		return 0, err
 	}
 	buf := make([]byte, tableBytes)
 	var total int64

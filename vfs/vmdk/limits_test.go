@@ -349,3 +349,29 @@ func TestSharedGrainTables(t *testing.T) {
 		t.Errorf("mapping 64 MiB made %d reads, want the shared table read once at most", n)
 	}
 }
+
+// TestOverlappingGrainTables describes a COWD whose directory names thousands of distinct
+// tables one sector apart: they cannot all fit in the 4 MiB file without overlapping, so Info
+// refuses the image (ErrCorrupt) instead of reading a table per entry.
+func TestOverlappingGrainTables(t *testing.T) {
+	ctx := context.Background()
+	f := sharedTableCOWD(1 << 20)
+	b := bytes.Clone(f.head)
+	table := 4 + (1<<20)*4/esxSector
+	for i := range 1 << 20 {
+		binary.LittleEndian.PutUint32(b[esxCOWDHeaderSize+4*i:], uint32(4+i%table))
+	}
+	o := &padOpener{files: map[string]padFile{"d/disk.vmdk": {head: b, size: f.size}}, limit: 10000}
+	c, err := Open(ctx, o, "d/disk.vmdk", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	opened := o.reads.Load()
+	if _, err := c.Info(ctx); !errors.Is(err, vfs.ErrCorrupt) {
+		t.Errorf("Info: %v, want ErrCorrupt", err)
+	}
+	if n := o.reads.Load() - opened; n > 0 {
+		t.Errorf("Info made %d reads before refusing", n)
+	}
+}
