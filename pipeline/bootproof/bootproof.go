@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -46,11 +47,25 @@ func ReadBanner(ctx context.Context, port int, wait time.Duration) string {
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetReadDeadline(dl)
 	}
-	r := bufio.NewReaderSize(c, 512)
+	return banner(bufio.NewReaderSize(c, maxLine))
+}
+
+// maxLine bounds the lines banner reads: RFC 4253 allows 255 bytes for the identification
+// line; a server that sends more without a newline does not make the reader buffer it.
+const maxLine = 512
+
+// banner returns the SSH identification line among the first 16 lines of r, without its line
+// end, or "". A line longer than maxLine counts as one that is not the banner.
+func banner(r *bufio.Reader) string {
 	for range 16 { // a server may send other lines first
-		line, err := r.ReadString('\n')
-		if strings.HasPrefix(line, SSHBanner) {
-			return strings.TrimRight(line, "\r\n")
+		line, err := r.ReadSlice('\n')
+		long := false
+		for errors.Is(err, bufio.ErrBufferFull) {
+			long = true
+			_, err = r.ReadSlice('\n')
+		}
+		if !long && bytes.HasPrefix(line, []byte(SSHBanner)) {
+			return strings.TrimRight(string(line), "\r\n")
 		}
 		if err != nil {
 			return ""
@@ -78,24 +93,85 @@ func Tail(path string, n int) string {
 	return Clean(b)
 }
 
-// Clean turns console output into printable text: escape sequences and control bytes other
-// than newline and tab are dropped, carriage returns too.
+// Clean turns console output into printable text: control sequences (ECMA-48: CSI such as
+// colours and cursor moves, OSC such as window titles and hyperlinks, DCS, APC, PM, SOS and
+// two-byte escapes) are dropped, and so are control bytes other than newline and tab, carriage
+// returns too. Newlines are always kept, so that a stray or cut escape sequence cannot hide
+// the lines after it: a newline inside a CSI or escape sequence is kept without ending it (a
+// terminal executes it), one inside a string (OSC, DCS, ...) ends the string, which otherwise
+// ends at BEL or ESC \.
 func Clean(b []byte) string {
+	s, _ := clean(b)
+	return s
+}
+
+// States of clean.
+const (
+	inText   = iota
+	inEsc    // after ESC
+	inCSI    // after ESC [
+	inString // in an OSC, DCS, APC, PM or SOS string
+	inStrEsc // after ESC in a string
+)
+
+// clean is Clean, also returning the state it ended in.
+func clean(b []byte) (string, int) {
 	var sb strings.Builder
-	inEsc := false
+	state := inText
 	for _, c := range b {
-		switch {
-		case inEsc:
-			if c >= '@' && c <= '~' && c != '[' {
-				inEsc = false
-			}
-		case c == 0x1b:
-			inEsc = true
-		case c == '\n' || c == '\t' || c >= 0x20 && c < 0x7f:
+		if c == '\n' {
 			sb.WriteByte(c)
+			if state == inString || state == inStrEsc {
+				state = inText
+			}
+			continue
+		}
+		switch state {
+		case inText:
+			switch {
+			case c == 0x1b:
+				state = inEsc
+			case c == '\t' || c >= 0x20 && c < 0x7f:
+				sb.WriteByte(c)
+			}
+		case inEsc:
+			switch {
+			case c == '[':
+				state = inCSI
+			case c == ']' || c == 'P' || c == '_' || c == '^' || c == 'X':
+				state = inString
+			case c == '\t':
+				sb.WriteByte(c)
+			case c >= 0x30 && c <= 0x7e: // the final byte; 0x20-0x2f are intermediates
+				state = inText
+			}
+		case inCSI:
+			switch {
+			case c == 0x1b:
+				state = inEsc
+			case c == '\t':
+				sb.WriteByte(c)
+			case c >= 0x40 && c <= 0x7e:
+				state = inText
+			}
+		case inString:
+			switch c {
+			case 0x07:
+				state = inText
+			case 0x1b:
+				state = inStrEsc
+			}
+		case inStrEsc:
+			switch c {
+			case '\\':
+				state = inText
+			case 0x1b:
+			default:
+				state = inString
+			}
 		}
 	}
-	return sb.String()
+	return sb.String(), state
 }
 
 // Wait polls until the serial log shows a login prompt and the forwarded port answers with an
