@@ -165,3 +165,49 @@ func FuzzPackageStatus(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSystemdMatch: after RewriteSystemdMatch (the network fix on .link and .network units)
+// no [Match] key of the unit, as ParseINI reads it, names a VMware MAC, NIC driver or PCI
+// path; the keys of the other sections are kept.
+func FuzzSystemdMatch(f *testing.F) {
+	f.Add("[Match]\nMACAddress=00:50:56:a1:b2:01\n\n[Link]\nName=ens192\n")
+	f.Add("[Match]\nDriver=vmxnet3\nPath=pci-0000:0b:00.0\n[Link]\nName=eth0")
+	f.Add("[Match]\nName=ens192\n[Network]\nDHCP=yes\n[Match]\nMACAddress=00:50:56:a1:b2:01\n")
+	f.Add(" [Match] \r\n MACAddress = 00:50:56:a1:b2:01 00:0c:29:00:00:01\r\n[Match\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		out, changed := RewriteSystemdMatch(text, keepNone, "virtio_net", "h2kvm")
+		if changed != (out != text) {
+			t.Fatalf("changed %v but %q → %q", changed, text, out)
+		}
+		others := func(s string) []INIKey {
+			var o []INIKey
+			for _, k := range ParseINI(s) {
+				if k.Section != "Match" {
+					k.Line = 0 // a Driver= line may be added above
+					o = append(o, k)
+				}
+			}
+			return o
+		}
+		if got, want := others(out), others(text); !reflect.DeepEqual(got, want) {
+			t.Fatalf("RewriteSystemdMatch(%q) = %q changed other sections:\n%+v\n%+v", text, out, want, got)
+		}
+		for _, k := range ParseINI(out) {
+			if k.Section != "Match" {
+				continue
+			}
+			bad := k.Key == "Path"
+			for _, w := range strings.Fields(k.Value) {
+				switch k.Key {
+				case "MACAddress", "PermanentMACAddress":
+					bad = true
+				case "Driver":
+					bad = bad || VMwareNICDrivers[strings.TrimPrefix(w, "!")]
+				}
+			}
+			if bad {
+				t.Fatalf("RewriteSystemdMatch(%q) = %q keeps %s=%s", text, out, k.Key, k.Value)
+			}
+		}
+	})
+}

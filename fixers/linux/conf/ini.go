@@ -73,41 +73,40 @@ var VMwareOnlyModules = map[string]bool{"vmxnet3": true, "vmxnet": true, "vmw_pv
 var systemdMatchIdentifying = map[string]bool{"MACAddress": true, "PermanentMACAddress": true,
 	"Name": true, "Driver": true, "Path": true, "Property": true}
 
-// RewriteSystemdMatch makes the [Match] section of a systemd .link or .network file match the
+// RewriteSystemdMatch makes the [Match] sections of a systemd .link or .network file match the
 // KVM NIC: MACAddress=/PermanentMACAddress= lines whose addresses are not all kept, Driver=
 // lines naming VMware NIC drivers and Path= lines (PCI paths change) are commented out; if no
-// identifying match key is left after that, Driver=<driver> is added (a file that matched
-// by class only is left alone). keep reports whether a MAC stays
-// the same on KVM (the domain keeps it).
+// identifying match key is left after that, Driver=<driver> is added to the first [Match]
+// section (a file that matched by class only is left alone). keep reports whether a MAC stays
+// the same on KVM (the domain keeps it). Sections are read as ParseINI reads them, and every
+// [Match] section counts: systemd merges repeated sections.
 func RewriteSystemdMatch(text string, keep func(mac string) bool, driver, note string) (string, bool) {
 	lines := strings.Split(text, "\n")
-	changed := false
-	matchStart, matchEnd := -1, -1 // line range of [Match] (body start, exclusive end)
+	changed, identifying := false, false
 	sec := ""
+	first := 0     // 0: no [Match] yet, 1: in the first [Match] section, 2: after it
+	insertAt := -1 // after the last non-blank line of the first [Match] section
 	for i, line := range lines {
 		t := strings.TrimSpace(line)
-		if strings.HasPrefix(t, "[") {
-			if sec == "Match" && matchEnd < 0 {
-				matchEnd = i
-			}
+		if t == "" {
+			continue
+		}
+		if t[0] == '[' {
 			if j := strings.IndexByte(t, ']'); j > 0 {
 				sec = t[1:j]
 			}
-			if sec == "Match" && matchStart < 0 {
-				matchStart = i + 1
+			if first == 1 {
+				first = 2
 			}
+			if sec == "Match" && first == 0 {
+				first, insertAt = 1, i+1
+			}
+			continue
 		}
-	}
-	if matchStart < 0 {
-		return text, false
-	}
-	if matchEnd < 0 {
-		matchEnd = len(lines)
-	}
-	identifying := false
-	for i := matchStart; i < matchEnd; i++ {
-		t := strings.TrimSpace(lines[i])
-		if t == "" || t[0] == '#' || t[0] == ';' {
+		if first == 1 {
+			insertAt = i + 1
+		}
+		if sec != "Match" || t[0] == '#' || t[0] == ';' {
 			continue
 		}
 		k, v, ok := strings.Cut(t, "=")
@@ -141,14 +140,11 @@ func RewriteSystemdMatch(text string, keep func(mac string) bool, driver, note s
 			identifying = true
 		}
 	}
+	if insertAt < 0 {
+		return text, false
+	}
 	if !identifying && changed {
-		// Insert after the last non-blank line of the section.
-		at := matchEnd
-		for at > matchStart && strings.TrimSpace(lines[at-1]) == "" {
-			at--
-		}
-		lines = append(lines[:at], append([]string{"Driver=" + driver}, lines[at:]...)...)
-		changed = true
+		lines = append(lines[:insertAt], append([]string{"Driver=" + driver}, lines[insertAt:]...)...)
 	}
 	return strings.Join(lines, "\n"), changed
 }
