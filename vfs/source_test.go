@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/h2kvm/h2kvm/vfs"
@@ -56,4 +57,38 @@ func TestLocalOpenerRootFollowsSymlinks(t *testing.T) {
 	if _, err := alias.Resolve(filepath.Join(tmp, "alias", "disk.vmdk"), "link.vmdk"); !errors.Is(err, vfs.ErrChain) {
 		t.Errorf("link out of a root reached through a symlink: %v", err)
 	}
+}
+
+// FuzzLocalOpenerResolve: a name LocalOpener resolves under a Root stays below the Root, both
+// as written and with symbolic links resolved (the folder holds one that leads out).
+func FuzzLocalOpenerResolve(f *testing.F) {
+	for _, s := range []string{"a.vmdk", "../x", "/etc/passwd", "sub/../../x", "escape/host.vmdk", "escape", "sub/./a", "", ".", "..", "sub//"} {
+		f.Add(s)
+	}
+	tmp := f.TempDir()
+	root := filepath.Join(tmp, "vm")
+	if err := os.MkdirAll(filepath.Join(root, "sub"), 0o755); err != nil {
+		f.Fatal(err)
+	}
+	if err := os.Symlink(tmp, filepath.Join(root, "escape")); err != nil {
+		f.Fatal(err)
+	}
+	o := vfs.LocalOpener{Root: root}
+	base := filepath.Join(root, "disk.vmdk")
+	f.Fuzz(func(t *testing.T, rel string) {
+		p, err := o.Resolve(base, rel)
+		if err != nil {
+			if !errors.Is(err, vfs.ErrChain) {
+				t.Fatalf("Resolve(%q): %v is not ErrChain", rel, err)
+			}
+			return
+		}
+		r, err := filepath.Rel(root, p)
+		if err != nil || r == ".." || strings.HasPrefix(r, "../") || !vfs.Within(root, p) {
+			t.Fatalf("Resolve(%q) = %q: outside %s", rel, p, root)
+		}
+		if r == "escape" || strings.HasPrefix(r, "escape/") {
+			t.Fatalf("Resolve(%q) = %q: through the link out", rel, p)
+		}
+	})
 }

@@ -78,7 +78,7 @@ func isVMMoRef(s string) bool {
 	return true
 }
 
-// String is the location without credentials.
+// String is the location without credentials (the user name stays). It parses back to l.
 func (l *Location) String() string {
 	u := url.URL{Scheme: "vsphere", Host: l.Host}
 	if l.User != "" {
@@ -91,6 +91,9 @@ func (l *Location) String() string {
 		u.Path = "/" + l.Path
 	}
 	q := url.Values{}
+	if last := l.Path[strings.LastIndex(l.Path, "/")+1:]; l.MoRef != "" && (l.MoRef != last || !isVMMoRef(last)) {
+		q.Set("moref", l.MoRef) // not implied by the path: String must keep it
+	}
 	if l.Snapshot != "" {
 		q.Set("snapshot", l.Snapshot)
 	}

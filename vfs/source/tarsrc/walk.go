@@ -327,5 +327,8 @@ func cleanName(name string) (string, error) {
 	if c == "." || c == "" {
 		return "", fmt.Errorf("empty name")
 	}
+	if strings.HasPrefix(c, "/") || strings.HasPrefix(c, "\\") {
+		return "", fmt.Errorf("absolute name") // ".//etc/x": absolute once "./" is removed
+	}
 	return c, nil
 }
