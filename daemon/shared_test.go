@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -10,6 +12,10 @@ import (
 	"testing"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/h2kvm/h2kvm/store"
+	"github.com/h2kvm/h2kvm/vfs"
+	"github.com/h2kvm/h2kvm/vfs/cache"
 )
 
 // TestSharedFilesConcurrent creates, reads and deletes many exports at once whose chains share
@@ -82,4 +88,57 @@ func nbdReadErr(uri, tmp string) ([]byte, error) {
 		return nil, fmt.Errorf("nbdcopy: %v: %s", err, b)
 	}
 	return os.ReadFile(out)
+}
+
+// TestSecondDaemonRefused: a second daemon on the state directory of a running one is refused
+// with a clear error, and so is a cache opened on one of its cache files: neither resets the
+// chunks the running daemon serves.
+func TestSecondDaemonRefused(t *testing.T) {
+	needTool(t, "nbdcopy")
+	dir := t.TempDir()
+	top := smallChain(t, dir)
+	want := qemuRaw(t, top)
+	srv := newFileServer(t, dir)
+	td := startDaemon(t, Config{})
+	td.create(t, ExportSpec{Name: "r", Source: srv.URL + "/top.vmdk", ReadOnly: true})
+	if got := nbdRead(t, td.uri("r")); !bytes.Equal(got, want) {
+		t.Fatalf("first read: %s", firstDiff(got, want))
+	}
+
+	cfg := td.cfg
+	cfg.ControlSocket, cfg.NBDSocket = "", ""
+	if d2, err := New(context.Background(), cfg); err == nil {
+		d2.Close(context.Background())
+		t.Fatal("a second daemon started on the same state directory")
+	} else if !errors.Is(err, store.ErrLocked) {
+		t.Fatalf("second daemon: %v, want store.ErrLocked", err)
+	} else {
+		t.Logf("second daemon: %v", err)
+	}
+
+	files, _ := filepath.Glob(filepath.Join(cfg.StateDir, "cache", "*.cache"))
+	if len(files) == 0 {
+		t.Fatal("no cache files")
+	}
+	src, err := vfs.OpenFile(top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	for _, f := range files {
+		c, err := cache.New(context.Background(), src, cache.Config{Path: f})
+		if err == nil {
+			c.Close()
+			t.Errorf("a second cache opened on %s, in use by the daemon", f)
+		} else if !errors.Is(err, cache.ErrLocked) {
+			t.Errorf("second cache on %s: %v, want cache.ErrLocked", f, err)
+		}
+	}
+	srv.reset()
+	if got := nbdRead(t, td.uri("r")); !bytes.Equal(got, want) {
+		t.Fatalf("read after the attempts: %s", firstDiff(got, want))
+	}
+	if n := srv.bytes.Load(); n != 0 {
+		t.Errorf("read after the attempts fetched %d bytes: the cache lost chunks", n)
+	}
 }
