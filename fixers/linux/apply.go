@@ -249,7 +249,7 @@ func (a *applier) network(fix Fix) error {
 			})
 		case strings.HasPrefix(file, nmDir+"/"):
 			err = a.edit(file, func(old string) (string, bool) {
-				return conf.RemoveINIKeys(old, "ethernet", "mac-address", func(v string) bool { return !a.keep(v) }, note)
+				return conf.RemoveNMMACs(old, func(v string) bool { return !a.keep(v) }, note)
 			})
 		case strings.HasPrefix(base, "ifcfg-"):
 			err = a.edit(file, func(old string) (string, bool) { return conf.RewriteIfcfg(old, base, a.keep, note) })

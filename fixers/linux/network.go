@@ -125,7 +125,7 @@ func inspectNetwork(x guest, f *Facts) error {
 		}
 		addBackend(n, "networkmanager")
 		i := Interface{Name: conf.INIGet(t, "connection", "interface-name"), Backend: "networkmanager", File: file,
-			MAC: conf.NormalizeMAC(conf.INIGet(t, "ethernet", "mac-address"))}
+			MAC: conf.NormalizeMAC(conf.NMMAC(t))}
 		switch conf.INIGet(t, "ipv4", "method") {
 		case "auto", "":
 			i.Method = "dhcp"

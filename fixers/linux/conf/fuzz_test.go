@@ -64,6 +64,15 @@ func FuzzKeyfile(f *testing.F) {
 			if again, ch := RemoveINIKeys(out, "ethernet", "mac-address", drop, "h2kvm"); ch || again != out {
 				t.Fatalf("%s: not idempotent: %q → %q → %q", name, text, out, again)
 			}
+			nm, _ := RemoveNMMACs(text, drop, "h2kvm")
+			for _, k := range ParseINI(nm) {
+				if nmEthernet(k.Section) && k.Key == "mac-address" && drop(k.Value) {
+					t.Fatalf("%s: RemoveNMMACs(%q) = %q keeps %s", name, text, nm, k.Value)
+				}
+			}
+			if m := NMMAC(nm); m != "" && drop(m) {
+				t.Fatalf("%s: NMMAC(%q) = %q", name, nm, m)
+			}
 		}
 	})
 }

@@ -162,6 +162,31 @@ func RemoveINIKeys(text, section, key string, drop func(value string) bool, note
 	return strings.Join(lines, "\n"), changed
 }
 
+// nmEthernet reports whether a NetworkManager keyfile section is the Ethernet setting: keyfiles
+// name it [ethernet], or [802-3-ethernet] as older NetworkManager versions wrote it (both are
+// read today).
+func nmEthernet(section string) bool { return section == "ethernet" || section == "802-3-ethernet" }
+
+// NMMAC returns the last mac-address of a NetworkManager keyfile's Ethernet setting, "" when it
+// has none.
+func NMMAC(text string) string {
+	mac := ""
+	for _, k := range ParseINI(text) {
+		if nmEthernet(k.Section) && k.Key == "mac-address" {
+			mac = k.Value
+		}
+	}
+	return mac
+}
+
+// RemoveNMMACs comments out the mac-address lines of a NetworkManager keyfile's Ethernet
+// setting (under either of its names) for which drop(value) is true.
+func RemoveNMMACs(text string, drop func(value string) bool, note string) (string, bool) {
+	out, c1 := RemoveINIKeys(text, "ethernet", "mac-address", drop, note)
+	out, c2 := RemoveINIKeys(out, "802-3-ethernet", "mac-address", drop, note)
+	return out, c1 || c2
+}
+
 // NormalizeMAC lower-cases a MAC address and turns - into :; "" for anything that is not six
 // hex octets.
 func NormalizeMAC(s string) string {
