@@ -220,3 +220,36 @@ func FuzzSystemdMatch(f *testing.F) {
 		}
 	})
 }
+
+// FuzzNetplan: after RewriteNetplanMatch no ethernet of the file, as ParseNetplan reads it,
+// matches by a MAC that is not kept or by a VMware driver, and one that matched by MAC now
+// matches the KVM driver.
+func FuzzNetplan(f *testing.F) {
+	f.Add(netplanVMware)
+	f.Add("network:\n  ethernets:\n    id0:\n      match:\n        driver: vmxnet3\n        macaddress: 00:50:56:a1:b2:01\n      set-name: ens192\n")
+	f.Add("network:\n ethernets:\n  a:\n   match: {macaddress: x}\n  b:\n   match:\n    macaddress: \"00:0c:29:00:00:01\" # c\n   match:\n    driver: e1000\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		for _, n := range parseYAMLLines(text) {
+			if n.key == "driver" && n.value == "" {
+				return // "driver:" without a value: netplan refuses the file
+			}
+		}
+		before := ParseNetplan(text)
+		out, changed := RewriteNetplanMatch(text, keepNone, "virtio_net", "h2kvm")
+		if changed != (out != text) {
+			t.Fatalf("changed %v but %q → %q", changed, text, out)
+		}
+		after := ParseNetplan(out)
+		if len(after) != len(before) {
+			t.Fatalf("RewriteNetplanMatch(%q) = %q: ethernets %+v became %+v", text, out, before, after)
+		}
+		for i, e := range after {
+			if e.MatchMAC != "" || VMwareNICDrivers[e.Driver] {
+				t.Fatalf("RewriteNetplanMatch(%q) = %q: %+v", text, out, e)
+			}
+			if b := before[i]; b.MatchMAC != "" && e.Driver == "" {
+				t.Fatalf("RewriteNetplanMatch(%q) = %q: %+v matches nothing (was %+v)", text, out, e, b)
+			}
+		}
+	})
+}

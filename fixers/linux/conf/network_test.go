@@ -291,3 +291,17 @@ func TestDpkgInstalled(t *testing.T) {
 		t.Errorf("DpkgInstalled = %v", got)
 	}
 }
+
+// TestNetplanDriverList: a match on a list of drivers that names a VMware one is a VMware
+// match: it is replaced by the KVM driver, and the MAC is not merely commented out beside it.
+func TestNetplanDriverList(t *testing.T) {
+	in := "network:\n  ethernets:\n    id0:\n      match:\n        driver: [vmxnet3, e1000]\n        macaddress: 00:50:56:a1:b2:01\n      set-name: ens192\n"
+	out, ch := RewriteNetplanMatch(in, keepNone, "virtio_net", "n")
+	e := ParseNetplan(out)
+	if !ch || len(e) != 1 || e[0].Driver != "virtio_net" || e[0].MatchMAC != "" || e[0].SetName != "ens192" {
+		t.Fatalf("RewriteNetplanMatch:\n%s\n%+v", out, e)
+	}
+	if again, ch := RewriteNetplanMatch(out, keepNone, "virtio_net", "n"); ch || again != out {
+		t.Error("not idempotent")
+	}
+}
