@@ -26,7 +26,8 @@ func RedactChange(c Change) Change {
 //     pin, mka-cak; keys ending in -flags or -type (how a secret is stored, not the secret)
 //     are not;
 //   - every key=value of a [vpn-secrets] section (NetworkManager keeps VPN secrets there under
-//     plugin-defined names).
+//     plugin-defined names);
+//   - the lines of a YAML block scalar ("password: |") that holds a secret.
 //
 // It errs on the side of redacting: a report loses a value it did not need rather than show a
 // Wi-Fi PSK or an 802.1x password. The number of lines, and everything of a line up to a
@@ -38,13 +39,26 @@ func Redact(text string) string {
 	lines := strings.Split(text, "\n")
 	changed := false
 	vpnSecrets := false
+	block := -1 // in a YAML block scalar holding a secret: the indentation of its key line
 	for i, line := range lines {
 		t := strings.TrimSpace(line)
+		ind := len(line) - len(strings.TrimLeft(line, " \t"))
+		if block >= 0 && (t == "" || ind > block) {
+			if t != "" && t != Redacted {
+				lines[i] = line[:ind] + Redacted
+				changed = true
+			}
+			continue
+		}
+		block = -1
 		if strings.HasPrefix(t, "[") && strings.HasSuffix(t, "]") {
 			vpnSecrets = strings.TrimSpace(t[1:len(t)-1]) == "vpn-secrets"
 			continue
 		}
 		if nl, ok := redactLine(line, vpnSecrets); ok {
+			if v := strings.TrimSpace(line[len(nl)-len(Redacted):]); v != "" && (v[0] == '|' || v[0] == '>') {
+				block = ind // "password: |": the secret is on the lines below
+			}
 			lines[i] = nl
 			changed = true
 		}

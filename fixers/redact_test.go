@@ -56,6 +56,7 @@ func TestRedact(t *testing.T) {
 		{"quoted key", `  "password": "hunter2"`, `  "password": [redacted]`},
 		{"systemd", "[WireGuard]\nPrivateKey=hunter2\n[WireGuardPeer]\nPresharedKey=hunter2\nPublicKey=pub\n",
 			"[WireGuard]\nPrivateKey=[redacted]\n[WireGuardPeer]\nPresharedKey=[redacted]\nPublicKey=pub\n"},
+		{"yaml block", "auth:\n  password: |-\n    hunter2\n\n    hunter2\n  method: peap\n", "auth:\n  password: [redacted]\n    [redacted]\n\n    [redacted]\n  method: peap\n"},
 		{"nothing secret", "[ethernet]\nmac-address=00:50:56:aa:bb:cc\n", "[ethernet]\nmac-address=00:50:56:aa:bb:cc\n"},
 		{"empty value", "psk=\npassword:\n", "psk=\npassword:\n"},
 	} {
