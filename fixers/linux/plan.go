@@ -207,13 +207,13 @@ func planNetwork(p *FixPlan) {
 	files := map[string]bool{}
 	var why []string
 	for _, l := range f.Network.Links {
-		if l.MAC != "" && !keep(l.MAC) || conf.VMwareNICDrivers[l.Driver] || l.Path != "" {
+		if l.MAC != "" && !keep(l.MAC) || conf.NamesVMwareDriver(l.Driver) || l.Path != "" {
 			files[l.File] = true
 			why = append(why, fmt.Sprintf("%s names %s by %s", l.File, l.Name, matchDesc(l.MAC, l.Driver, l.Path)))
 		}
 	}
 	for _, i := range f.Network.Interfaces {
-		if i.MAC != "" && !keep(i.MAC) || conf.VMwareNICDrivers[i.Driver] {
+		if i.MAC != "" && !keep(i.MAC) || conf.NamesVMwareDriver(i.Driver) {
 			files[i.File] = true
 			why = append(why, fmt.Sprintf("%s configures %s by %s", i.File, i.label(), matchDesc(i.MAC, i.Driver, "")))
 		}

@@ -192,3 +192,32 @@ func TestMapSpec(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanDriverLists: a unit or netplan entry that matches a list of drivers naming a VMware
+// one needs the network fix, as one naming a single VMware driver does.
+func TestPlanDriverLists(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		set  func(n *Network)
+	}{
+		{"systemd link", func(n *Network) {
+			n.Links = []LinkRule{{File: "/etc/systemd/network/10-vmware.link", Kind: "systemd-link", Driver: "vmxnet3 e1000", Name: "ens192"}}
+		}},
+		{"netplan", func(n *Network) {
+			n.Links = nil
+			n.Interfaces = []Interface{{Name: "ens192", Backend: "netplan", File: "/etc/netplan/50-cloud-init.yaml", Driver: "[vmxnet3, e1000]", Method: "dhcp"}}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := vmwareDebian()
+			tc.set(&f.Network)
+			p, err := Plan(f, PlanOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ids(p); !strings.Contains(strings.Join(got, ","), FixNetwork) {
+				t.Errorf("fixes %v lack %s", got, FixNetwork)
+			}
+		})
+	}
+}

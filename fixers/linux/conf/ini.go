@@ -63,6 +63,18 @@ func INIGet(text, section, key string) string {
 var VMwareNICDrivers = map[string]bool{"vmxnet3": true, "vmxnet": true, "vmxnet2": true,
 	"e1000": true, "e1000e": true, "pcnet32": true, "vlance": true}
 
+// NamesVMwareDriver reports whether a driver match names a VMware NIC driver: one name, or
+// several as systemd (Driver=vmxnet3 e1000, !-negated) and netplan (driver: [vmxnet3, e1000])
+// write them.
+func NamesVMwareDriver(v string) bool {
+	for _, d := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
+		if VMwareNICDrivers[strings.TrimPrefix(strings.Trim(d, `[]"'`), "!")] {
+			return true
+		}
+	}
+	return false
+}
+
 // VMwareOnlyModules are kernel modules that only make sense on VMware virtual hardware.
 var VMwareOnlyModules = map[string]bool{"vmxnet3": true, "vmxnet": true, "vmw_pvscsi": true,
 	"vmw_balloon": true, "vmw_vmci": true, "vmw_vsock_vmci_transport": true, "vmwgfx": true,

@@ -162,17 +162,6 @@ func ParseNetplan(text string) []NetplanEthernet {
 	return out
 }
 
-// netplanVMwareDriver reports whether a match.driver value (a name, or a flow list of names)
-// names a VMware NIC driver.
-func netplanVMwareDriver(v string) bool {
-	for _, d := range strings.Split(strings.Trim(v, "[]"), ",") {
-		if VMwareNICDrivers[yamlScalar(d)] {
-			return true
-		}
-	}
-	return false
-}
-
 // RewriteNetplanMatch makes every network.ethernets.*.match block that matches by a MAC that
 // is not kept, or by a VMware NIC driver (also in a list of drivers), match driver: <driver>
 // instead; an empty driver: matches nothing and does not count. The MAC line is
@@ -183,7 +172,7 @@ func RewriteNetplanMatch(text string, keep func(mac string) bool, driver, note s
 	changed := false
 	hasDriver := map[int]bool{} // match node index → has a non-VMware driver line
 	for _, n := range nodes {
-		if n.key == "driver" && n.parent >= 0 && nodes[n.parent].key == "match" && n.value != "" && !netplanVMwareDriver(n.value) {
+		if n.key == "driver" && n.parent >= 0 && nodes[n.parent].key == "match" && n.value != "" && !NamesVMwareDriver(n.value) {
 			hasDriver[n.parent] = true
 		}
 	}
@@ -205,7 +194,7 @@ func RewriteNetplanMatch(text string, keep func(mac string) bool, driver, note s
 				hasDriver[n.parent] = true
 			}
 			changed = true
-		case n.key == "driver" && netplanVMwareDriver(n.value):
+		case n.key == "driver" && NamesVMwareDriver(n.value):
 			if hasDriver[n.parent] {
 				lines[n.line] = pad + "# driver: " + n.value + "  # " + note
 			} else {
