@@ -59,28 +59,32 @@ func (r *reopenable) restart(t *testing.T) {
 }
 
 // TestOverlayMapContract runs the MapStore contract suite against OverlayMap, with a neighbour
-// overlay in the same database that must never be touched.
+// overlay in the same database that must never be touched: with the default transaction size,
+// and with transactions of a few records, so that most commits of the suite are split.
 func TestOverlayMapContract(t *testing.T) {
-	mapstoretest.Run(t, func(t *testing.T) (overlay.MapStore, func(*testing.T) overlay.MapStore) {
-		r := newReopenable(t)
-		ctx := context.Background()
-		l := overlay.Layout{BlockSize: 4096, Size: 1 << 20}
-		neighbour := map[int64]overlay.BlockState{0: overlay.Data, 3: overlay.Trimmed}
-		if _, err := r.s.OverlayMap("vm-disk1").Commit(ctx, l, neighbour); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			snap, err := r.s.OverlayMap("vm-disk1").Load(ctx)
-			if err != nil || snap.Generation != 1 || snap.Layout != l || len(snap.Blocks) != 2 ||
-				snap.Blocks[0] != overlay.Data || snap.Blocks[3] != overlay.Trimmed {
-				t.Errorf("neighbour overlay changed: %+v, %v", snap, err)
-			}
+	for _, n := range []int{store.DefaultOverlayTxRecords, 8} {
+		t.Run(fmt.Sprint("tx", n), func(t *testing.T) {
+			mapstoretest.Run(t, func(t *testing.T) (overlay.MapStore, func(*testing.T) overlay.MapStore) {
+				r := newReopenable(t)
+				ctx := context.Background()
+				l := overlay.Layout{BlockSize: 4096, Size: 1 << 20}
+				neighbour := []overlay.Run{{First: 0, End: 1, State: overlay.Data}, {First: 3, End: 9, State: overlay.Trimmed}}
+				if _, err := r.s.OverlayMap("vm-disk1").Commit(ctx, l, neighbour); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() {
+					snap, err := r.s.OverlayMap("vm-disk1").Load(ctx)
+					if err != nil || snap.Generation != 1 || snap.Layout != l || !slices.Equal(snap.Runs, neighbour) {
+						t.Errorf("neighbour overlay changed: %+v, %v", snap, err)
+					}
+				})
+				return r.s.OverlayMap("vm-disk0").WithTxRecords(n), func(t *testing.T) overlay.MapStore {
+					r.restart(t)
+					return r.s.OverlayMap("vm-disk0").WithTxRecords(n)
+				}
+			})
 		})
-		return r.s.OverlayMap("vm-disk0"), func(t *testing.T) overlay.MapStore {
-			r.restart(t)
-			return r.s.OverlayMap("vm-disk0")
-		}
-	})
+	}
 }
 
 // TestOverlayMapBatchRetry: a Commit that fails inside a shared bbolt batch makes bbolt run the
@@ -96,7 +100,7 @@ func TestOverlayMapBatchRetry(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range rounds {
-				gen, err := s.OverlayMap(fmt.Sprint("m", k)).Commit(ctx, l, map[int64]overlay.BlockState{int64(i): overlay.Data})
+				gen, err := s.OverlayMap(fmt.Sprint("m", k)).Commit(ctx, l, []overlay.Run{{First: int64(2 * i), End: int64(2*i + 1), State: overlay.Data}})
 				if err != nil || gen != uint64(i+1) {
 					t.Errorf("map %d commit %d: generation %d, %v", k, i, gen, err)
 				}
@@ -106,7 +110,7 @@ func TestOverlayMapBatchRetry(t *testing.T) {
 		go func() { // bbolt refuses an empty bucket name: this commit fails in the batch
 			defer wg.Done()
 			for range rounds {
-				if _, err := s.OverlayMap("").Commit(ctx, l, map[int64]overlay.BlockState{1: overlay.Data}); err == nil {
+				if _, err := s.OverlayMap("").Commit(ctx, l, []overlay.Run{{First: 1, End: 2, State: overlay.Data}}); err == nil {
 					t.Error("commit of an overlay with an empty name succeeded")
 				}
 			}
@@ -115,15 +119,16 @@ func TestOverlayMapBatchRetry(t *testing.T) {
 	wg.Wait()
 	for k := range maps {
 		snap, err := s.OverlayMap(fmt.Sprint("m", k)).Load(ctx)
-		if err != nil || snap.Generation != rounds || len(snap.Blocks) != rounds {
-			t.Errorf("map %d: generation %d, %d blocks, %v; want %d, %d", k, snap.Generation, len(snap.Blocks), err, rounds, rounds)
+		if err != nil || snap.Generation != rounds || len(snap.Runs) != rounds {
+			t.Errorf("map %d: generation %d, %d runs, %v; want %d, %d", k, snap.Generation, len(snap.Runs), err, rounds, rounds)
 		}
 	}
 }
 
 // TestOverlayMapLoadDuringCommit: the store allows every method concurrently, so a Load racing
-// with commits of the same map sees the map after some whole number of commits. Commit g
-// replaces the blocks of commit g-1 by its own 50 blocks.
+// with commits of the same map sees the map after some whole number of commits (they are far
+// below the transaction bound, so not split). Commit g replaces the blocks of commit g-1 by
+// its own 25 blocks.
 func TestOverlayMapLoadDuringCommit(t *testing.T) {
 	ctx := context.Background()
 	m := newReopenable(t).s.OverlayMap("vm")
@@ -154,10 +159,11 @@ func TestOverlayMapLoadDuringCommit(t *testing.T) {
 		}()
 	}
 	for g := int64(1); g <= commits; g++ {
-		up := map[int64]overlay.BlockState{}
-		for i := range int64(width) {
-			up[(g-1)*width+i] = overlay.Absent
-			up[g*width+i] = overlay.BlockState(1 + g%3)
+		// Every other block, so that the commit is many runs.
+		var up []overlay.Run
+		up = append(up, overlay.Run{First: (g - 1) * width, End: g * width, State: overlay.Absent})
+		for i := int64(0); i < width; i += 2 {
+			up = append(up, overlay.Run{First: g*width + i, End: g*width + i + 1, State: overlay.BlockState(1 + g%3)})
 		}
 		if _, err := m.Commit(ctx, l, up); err != nil {
 			t.Fatal(err)
@@ -170,19 +176,12 @@ func TestOverlayMapLoadDuringCommit(t *testing.T) {
 // commitShape checks that snap holds exactly the blocks commit snap.Generation left.
 func commitShape(snap overlay.Snapshot, width int64) error {
 	g := int64(snap.Generation)
-	if g == 0 {
-		if len(snap.Blocks) != 0 {
-			return fmt.Errorf("generation 0 with %d blocks", len(snap.Blocks))
-		}
-		return nil
+	var want []overlay.Run
+	for i := int64(0); g > 0 && i < width; i += 2 {
+		want = append(want, overlay.Run{First: g*width + i, End: g*width + i + 1, State: overlay.BlockState(1 + g%3)})
 	}
-	if len(snap.Blocks) != int(width) {
-		return fmt.Errorf("generation %d: %d blocks, want %d", g, len(snap.Blocks), width)
-	}
-	for i := range width {
-		if st := snap.Blocks[g*width+i]; st != overlay.BlockState(1+g%3) {
-			return fmt.Errorf("generation %d: block %d is %v", g, g*width+i, st)
-		}
+	if !slices.Equal(snap.Runs, want) {
+		return fmt.Errorf("generation %d: runs %v, want %v", g, snap.Runs, want)
 	}
 	return nil
 }

@@ -18,9 +18,13 @@
 //	├── overlays                              bucket: copy-on-write overlays (vfs/overlay.MapStore)
 //	│   └── <export name>                     bucket: one per export with an overlay
 //	│       ├── layout      → u64 block size | u64 device size     (16 bytes)
-//	│       ├── generation  → u64             commits of the block map so far
-//	│       └── blocks                        bucket: blocks not Absent
-//	│           └── <u64 block index> → u8 state (1 data, 2 zeroed, 3 trimmed)
+//	│       ├── generation  → u64             completed commits of the block map so far
+//	│       └── runs                          bucket: runs of blocks not Absent, disjoint,
+//	│           │                             coalesced but for an interrupted Commit's seams
+//	│           └── <u64 first block> → u64 end block (exclusive) | u8 state (1 data, 2 zeroed,
+//	│                                         3 trimmed)                    (9 bytes)
+//	│       (an older h2kvm kept a blocks bucket instead, <u64 block index> → u8 state: Load
+//	│       reads it and the first Commit converts it into runs)
 //	├── exports                               bucket
 //	│   └── <export name>   → JSON ExportRecord
 //	└── jobs                                  bucket: pipeline job records
@@ -29,7 +33,9 @@
 // # Contract
 //
 // Every method is one bbolt transaction, so each call is atomic and durable when it returns
-// (bbolt fsyncs each commit). Values are copied or decoded before the transaction ends; nothing
+// (bbolt fsyncs each commit), except an overlay map's Commit, which is split into
+// transactions of at most DefaultOverlayTxRecords records (atomic per block, the generation
+// written by the last: see OverlayMap and vfs/overlay.MapStore). Values are copied or decoded before the transaction ends; nothing
 // returned aliases the database's memory map. All methods may be called concurrently.
 // Concurrent overlay commits and job writes are coalesced into shared transactions (DB.Batch).
 //

@@ -151,19 +151,19 @@ func TestOverlayMap(t *testing.T) {
 	dir := t.TempDir()
 	s := openStore(t, filepath.Join(dir, "state.db"))
 	m := s.OverlayMap("vm1-disk0")
-	if snap, err := m.Load(ctx); err != nil || snap.Layout != (overlay.Layout{}) || len(snap.Blocks) != 0 {
+	if snap, err := m.Load(ctx); err != nil || snap.Layout != (overlay.Layout{}) || len(snap.Runs) != 0 {
 		t.Fatalf("fresh: %+v %v", snap, err)
 	}
 	l := overlay.Layout{BlockSize: 65536, Size: 1 << 30}
-	if g, err := m.Commit(ctx, l, map[int64]overlay.BlockState{1: overlay.Data, 2: overlay.Zeroed, 7: overlay.Trimmed}); err != nil || g != 1 {
+	if g, err := m.Commit(ctx, l, []overlay.Run{{First: 1, End: 2, State: overlay.Data}, {First: 2, End: 3, State: overlay.Zeroed}, {First: 7, End: 8, State: overlay.Trimmed}}); err != nil || g != 1 {
 		t.Fatalf("commit: %d %v", g, err)
 	}
-	if g, err := m.Commit(ctx, l, map[int64]overlay.BlockState{2: overlay.Data, 7: overlay.Absent}); err != nil || g != 2 {
+	if g, err := m.Commit(ctx, l, []overlay.Run{{First: 2, End: 3, State: overlay.Data}, {First: 7, End: 8, State: overlay.Absent}}); err != nil || g != 2 {
 		t.Fatalf("commit: %d %v", g, err)
 	}
 	snap, err := m.Load(ctx)
-	if err != nil || snap.Layout != l || snap.Generation != 2 || len(snap.Blocks) != 2 ||
-		snap.Blocks[1] != overlay.Data || snap.Blocks[2] != overlay.Data {
+	if err != nil || snap.Layout != l || snap.Generation != 2 ||
+		!slices.Equal(snap.Runs, []overlay.Run{{First: 1, End: 3, State: overlay.Data}}) {
 		t.Fatalf("load: %+v %v", snap, err)
 	}
 	// Through an Overlay: write, close (flushes), reopen.
@@ -190,7 +190,7 @@ func TestOverlayMap(t *testing.T) {
 	if err := m.Clear(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if snap, _ := m.Load(ctx); len(snap.Blocks) != 0 || snap.Generation != 0 {
+	if snap, _ := m.Load(ctx); len(snap.Runs) != 0 || snap.Generation != 0 {
 		t.Errorf("after clear: %+v", snap)
 	}
 }
@@ -259,7 +259,7 @@ func TestConcurrentCommitsBatch(t *testing.T) {
 	for k := range 40 {
 		go func() {
 			m := s.OverlayMap(string(rune('a' + k%4)))
-			_, err := m.Commit(ctx, l, map[int64]overlay.BlockState{int64(k): overlay.Data})
+			_, err := m.Commit(ctx, l, []overlay.Run{{First: int64(k), End: int64(k) + 1, State: overlay.Data}})
 			errs <- err
 		}()
 	}
@@ -270,8 +270,8 @@ func TestConcurrentCommitsBatch(t *testing.T) {
 	}
 	for k := range 4 {
 		snap, err := s.OverlayMap(string(rune('a' + k))).Load(ctx)
-		if err != nil || snap.Generation != 10 || len(snap.Blocks) != 10 {
-			t.Errorf("overlay %c: generation %d, %d blocks, %v", 'a'+k, snap.Generation, len(snap.Blocks), err)
+		if err != nil || snap.Generation != 10 || len(snap.Runs) != 10 {
+			t.Errorf("overlay %c: generation %d, %d runs, %v", 'a'+k, snap.Generation, len(snap.Runs), err)
 		}
 	}
 }

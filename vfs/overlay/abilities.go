@@ -31,10 +31,10 @@ func (o *Overlay) Prefetch(ctx context.Context, off, length int64) error {
 	runs := o.runsLocked(off/o.bs, (end-1)/o.bs+1)
 	o.mu.RUnlock()
 	for _, r := range runs {
-		if r.st != Absent {
+		if r.State != Absent {
 			continue
 		}
-		a, b := max(off, r.first*o.bs), min(end, r.end*o.bs)
+		a, b := max(off, r.First*o.bs), min(end, r.End*o.bs)
 		if err := vfs.Prefetch(ctx, o.base, a, b-a); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"slices"
 	"sort"
 
 	"golang.org/x/sys/unix"
@@ -24,53 +23,13 @@ func (o *Overlay) check(op string, off, n int64) error {
 	return nil
 }
 
-// run is a range of blocks [first, end) in one state.
-type run struct {
-	first, end int64
-	st         BlockState
-}
-
-// runs returns the states of blocks [first, end) as runs. o.mu held (read).
-func (o *Overlay) runsLocked(first, end int64) []run {
-	var out []run
-	add := func(i, j int64, st BlockState) {
-		if i >= j {
-			return
-		}
-		if n := len(out); n > 0 && out[n-1].st == st && out[n-1].end == i {
-			out[n-1].end = j
-			return
-		}
-		out = append(out, run{i, j, st})
-	}
-	if int64(len(o.blocks)) < end-first {
-		// Sparse map: walk its keys in the range.
-		var keys []int64
-		for i := range o.blocks {
-			if i >= first && i < end {
-				keys = append(keys, i)
-			}
-		}
-		slices.Sort(keys)
-		pos := first
-		for _, i := range keys {
-			add(pos, i, Absent)
-			add(i, i+1, o.blocks[i])
-			pos = i + 1
-		}
-		add(pos, end, Absent)
-		return out
-	}
-	for i := first; i < end; i++ {
-		add(i, i+1, o.blocks[i])
-	}
-	return out
-}
+// runsLocked returns the states of blocks [first, end) as runs. o.mu held (read).
+func (o *Overlay) runsLocked(first, end int64) []Run { return o.blocks.between(first, end) }
 
 func (o *Overlay) state(i int64) BlockState {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
-	return o.blocks[i]
+	return o.blocks.get(i)
 }
 
 // setState records a block's new state (after its bytes are in the file) and that the file
@@ -79,15 +38,24 @@ func (o *Overlay) setState(i int64, st BlockState) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.unsynced = true
-	if o.blocks[i] == st {
+	if o.blocks.get(i) == st {
 		return
 	}
-	if st == Absent {
-		delete(o.blocks, i)
-	} else {
-		o.blocks[i] = st
+	o.blocks.set(i, i+1, st)
+	o.dirty.set(i, i+1, dirtyMark)
+}
+
+// lockStripes takes every stripe lock, in index order; unlockStripes releases them.
+func (o *Overlay) lockStripes() {
+	for i := range o.stripes {
+		o.stripes[i].Lock()
 	}
-	o.dirty[i] = st
+}
+
+func (o *Overlay) unlockStripes() {
+	for i := range o.stripes {
+		o.stripes[i].Unlock()
+	}
 }
 
 // ReadAt reads the overlay merged over the base, following io.ReaderAt.
@@ -116,9 +84,9 @@ func (o *Overlay) ReadAt(ctx context.Context, p []byte, off int64) (int, error) 
 	runs := o.runsLocked(off/o.bs, (end-1)/o.bs+1)
 	o.mu.RUnlock()
 	for _, r := range runs {
-		lo, hi := max(off, r.first*o.bs), min(end, r.end*o.bs)
+		lo, hi := max(off, r.First*o.bs), min(end, r.End*o.bs)
 		dst := p[lo-off : hi-off]
-		switch r.st {
+		switch r.State {
 		case Absent:
 			if err := o.readBase(ctx, dst, lo); err != nil {
 				return 0, err
@@ -230,16 +198,68 @@ func (o *Overlay) zeroRange(ctx context.Context, op string, off, length int64, t
 	if err != nil {
 		return err
 	}
+	// Blocks [.., wholeEnd) end inside the range.
+	wholeEnd := end / o.bs
+	if end == o.size {
+		wholeEnd = o.nblocks
+	}
 	for pos := off; pos < end; {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		i := pos / o.bs
 		segEnd := min(end, i*o.bs+o.blockLen(i))
-		if err := o.zeroBlock(ctx, i, pos, segEnd, target, baseZero); err != nil {
+		if pos == i*o.bs && i < wholeEnd {
+			if err := o.zeroWhole(ctx, i, wholeEnd, target, baseZero); err != nil {
+				return err
+			}
+			pos = min(end, wholeEnd*o.bs)
+			continue
+		}
+		if err := o.zeroBlock(ctx, i, pos, segEnd, target, baseZero.zero); err != nil {
 			return err
 		}
 		pos = segEnd
+	}
+	return nil
+}
+
+// zeroWhole zeroes or trims the whole blocks [first, end) in runs, so that zeroing a whole
+// disk costs one run: blocks that are Absent change state in the map at once (with every
+// stripe lock held, so no write to them is half done), blocks already zeroed or trimmed stay
+// as they are, and Data blocks are punched one at a time by zeroBlock (they cost a block of
+// file each already).
+func (o *Overlay) zeroWhole(ctx context.Context, first, end int64, target BlockState, base baseExtents) error {
+	var data []Run
+	o.lockStripes()
+	o.mu.Lock()
+	for _, r := range o.blocks.between(first, end) {
+		switch r.State {
+		case Data:
+			data = append(data, r)
+		case Absent:
+			set := []Run{r}
+			if target == Trimmed {
+				set = base.dataBlocks(r.First, r.End, o.bs, o.size) // a trim leaves the base's zeros Absent
+			}
+			for _, s := range set {
+				o.blocks.set(s.First, s.End, target)
+				o.dirty.set(s.First, s.End, dirtyMark)
+			}
+		}
+	}
+	o.mu.Unlock()
+	o.unlockStripes()
+	for _, r := range data {
+		for i := r.First; i < r.End; i++ {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			bOff := i * o.bs
+			if err := o.zeroBlock(ctx, i, bOff, bOff+o.blockLen(i), target, base.zero); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -271,10 +291,12 @@ func (o *Overlay) zeroBlock(ctx context.Context, i, pos, segEnd int64, target Bl
 	return o.writeBlockLocked(ctx, i, make([]byte, segEnd-pos), pos)
 }
 
-// baseZeros returns a function telling whether the base reads [a, b) (within [off, end)) as
-// zeros according to its extents.
-func (o *Overlay) baseZeros(ctx context.Context, off, end int64) (func(a, b int64) bool, error) {
-	var ext []vfs.Extent
+// baseExtents are the base's extents over a range being zeroed or trimmed.
+type baseExtents []vfs.Extent
+
+// baseZeros returns the base's extents over [off, end).
+func (o *Overlay) baseZeros(ctx context.Context, off, end int64) (baseExtents, error) {
+	var ext baseExtents
 	for pos := off; pos < end; {
 		es, err := o.base.Extents(ctx, pos, end-pos)
 		if err != nil {
@@ -289,16 +311,53 @@ func (o *Overlay) baseZeros(ctx context.Context, off, end int64) (func(a, b int6
 		ext = append(ext, es...)
 		pos = es[len(es)-1].End()
 	}
-	return func(a, b int64) bool {
-		k := sort.Search(len(ext), func(k int) bool { return ext[k].End() > a })
-		for pos := a; pos < b; k++ {
-			if k >= len(ext) || ext[k].Off > pos || ext[k].Kind == vfs.Data {
-				return false
-			}
-			pos = ext[k].End()
+	return ext, nil
+}
+
+// zero tells whether the base reads [a, b) (within the range asked for) as zeros.
+func (ext baseExtents) zero(a, b int64) bool {
+	k := sort.Search(len(ext), func(k int) bool { return ext[k].End() > a })
+	for pos := a; pos < b; k++ {
+		if k >= len(ext) || ext[k].Off > pos || ext[k].Kind == vfs.Data {
+			return false
 		}
-		return true
-	}, nil
+		pos = ext[k].End()
+	}
+	return true
+}
+
+// dataBlocks returns, as runs (of state Trimmed), the blocks of [first, end) of size bs (on a
+// device of size bytes) that the base does not wholly read as zeros: those touching a Data
+// extent or a gap in the extents.
+func (ext baseExtents) dataBlocks(first, end, bs, size int64) []Run {
+	var out []Run
+	add := func(a, b int64) { // bytes [a, b)
+		i, j := max(first, a/bs), min(end, (b+bs-1)/bs)
+		if i >= j {
+			return
+		}
+		if n := len(out); n > 0 && out[n-1].End >= i {
+			out[n-1].End = max(out[n-1].End, j)
+			return
+		}
+		out = append(out, Run{i, j, Trimmed})
+	}
+	pos, stop := first*bs, min(end*bs, size)
+	for k := sort.Search(len(ext), func(k int) bool { return ext[k].End() > pos }); pos < stop; k++ {
+		if k >= len(ext) {
+			add(pos, stop)
+			break
+		}
+		e := ext[k]
+		if e.Off > pos {
+			add(pos, e.Off)
+		}
+		if e.Kind == vfs.Data {
+			add(e.Off, e.End())
+		}
+		pos = max(pos, e.End())
+	}
+	return out
 }
 
 func (o *Overlay) punch(off, n int64) error {
@@ -334,8 +393,8 @@ func (o *Overlay) Extents(ctx context.Context, off, length int64) ([]vfs.Extent,
 		out = append(out, e)
 	}
 	for _, r := range runs {
-		lo, hi := max(off, r.first*o.bs), min(end, r.end*o.bs)
-		switch r.st {
+		lo, hi := max(off, r.First*o.bs), min(end, r.End*o.bs)
+		switch r.State {
 		case Data:
 			add(vfs.Extent{Off: lo, Len: hi - lo, Kind: vfs.Data})
 		case Zeroed, Trimmed:

@@ -30,8 +30,8 @@ func (o *Overlay) MapFile(ctx context.Context, off, length int64) (*os.File, int
 	runs := o.runsLocked(off/o.bs, (end-1)/o.bs+1)
 	o.mu.RUnlock()
 	r := runs[0]
-	m := min(end, r.end*o.bs) - off
-	switch r.st {
+	m := min(end, r.End*o.bs) - off
+	switch r.State {
 	case Data:
 		return o.f, off, m, nil
 	case Absent:

@@ -13,16 +13,22 @@ import (
 	"github.com/h2kvm/h2kvm/vfs"
 )
 
-// Lock order: flushMu, then one block stripe lock (never two at once), then mu.
+// Lock order: flushMu, then block stripe locks, then mu.
 //   - flushMu serializes Flush and Close.
 //   - stripes[i%len] serializes the writers of block i. It is held across the block's I/O (base
 //     read for copy-up, overlay pwrite or punch): that is what it is for. Readers never take it.
+//     A writer holds one stripe at a time; a zero of whole blocks (lockStripes) takes all of
+//     them, in index order, to change the map of a range at once, and does no I/O meanwhile.
 //   - mu guards the block map; no I/O is done under it.
 
 // DefaultBlockSize is the overlay block size unless Config says otherwise.
 const DefaultBlockSize = 64 << 10
 
 const nStripes = 256
+
+// dirtyMark is the state of the blocks in Overlay.dirty: they changed since the last commit,
+// which records their state in Overlay.blocks at the time of the Flush.
+const dirtyMark = Data
 
 // Config configures an Overlay.
 type Config struct {
@@ -64,10 +70,10 @@ type Overlay struct {
 	closed  atomic.Bool
 
 	mu       sync.RWMutex
-	blocks   map[int64]BlockState // guarded by mu: every block not Absent
-	dirty    map[int64]BlockState // guarded by mu: changes since the last commit (latest state)
-	unsynced bool                 // guarded by mu: the file changed since the last fdatasync
-	gen      uint64               // guarded by mu
+	blocks   *runMap // guarded by mu: the state of every block
+	dirty    *runMap // guarded by mu: blocks changed since the last commit (state dirtyMark)
+	unsynced bool    // guarded by mu: the file changed since the last fdatasync
+	gen      uint64  // guarded by mu
 
 	written, copyUps atomic.Int64
 }
@@ -93,7 +99,7 @@ func Open(ctx context.Context, base vfs.Device, cfg Config) (*Overlay, error) {
 	}
 	o := &Overlay{
 		base: base, cfg: cfg, size: base.Size(), bs: cfg.BlockSize,
-		blocks: map[int64]BlockState{}, dirty: map[int64]BlockState{},
+		blocks: newRunMap(nil), dirty: newRunMap(nil),
 	}
 	o.nblocks = (o.size + o.bs - 1) / o.bs
 	layout := o.layout()
@@ -125,20 +131,22 @@ func Open(ctx context.Context, base vfs.Device, cfg Config) (*Overlay, error) {
 		f.Close()
 		return nil, fmt.Errorf("overlay: %w", err)
 	}
-	if len(snap.Blocks) > 0 {
+	if len(snap.Runs) > 0 {
 		if st.Size() != o.size {
 			f.Close()
-			return nil, fmt.Errorf("overlay: %s: file has %d bytes, map records %d blocks of a %d-byte device: %w",
-				cfg.Path, st.Size(), len(snap.Blocks), o.size, ErrMismatch)
+			return nil, fmt.Errorf("overlay: %s: file has %d bytes, map records %d runs of blocks of a %d-byte device: %w",
+				cfg.Path, st.Size(), len(snap.Runs), o.size, ErrMismatch)
 		}
-		for i, s := range snap.Blocks {
-			if i < 0 || i >= o.nblocks || s == Absent || s > Trimmed {
+		var prev int64
+		for _, r := range snap.Runs {
+			if r.First < prev || r.End <= r.First || r.End > o.nblocks || r.State == Absent || r.State > Trimmed {
 				f.Close()
-				return nil, fmt.Errorf("overlay: %s: map records block %d as %v (device has %d blocks): %w",
-					cfg.Path, i, s, o.nblocks, ErrMismatch)
+				return nil, fmt.Errorf("overlay: %s: map records blocks [%d, %d) as %v after block %d (device has %d blocks): %w",
+					cfg.Path, r.First, r.End, r.State, prev, o.nblocks, ErrMismatch)
 			}
-			o.blocks[i] = s
+			prev = r.End
 		}
+		o.blocks = newRunMap(snap.Runs)
 		o.gen = snap.Generation
 		if err := o.punchUnmapped(); err != nil {
 			f.Close()
@@ -183,24 +191,19 @@ func (o *Overlay) Unwrap() vfs.Device { return o.base }
 func (o *Overlay) Stats() Stats {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
-	s := Stats{DirtyBlocks: int64(len(o.dirty)), Generation: o.gen,
-		BytesWritten: o.written.Load(), CopyUps: o.copyUps.Load()}
-	for i, st := range o.blocks {
-		switch st {
-		case Data:
-			s.DataBlocks++
-			s.OverlayBytes += o.blockLen(i)
-		case Zeroed:
-			s.ZeroedBlocks++
-		case Trimmed:
-			s.TrimmedBlocks++
-		}
+	s := Stats{DirtyBlocks: o.dirty.blocks(dirtyMark), Generation: o.gen,
+		BytesWritten: o.written.Load(), CopyUps: o.copyUps.Load(),
+		DataBlocks: o.blocks.blocks(Data), ZeroedBlocks: o.blocks.blocks(Zeroed), TrimmedBlocks: o.blocks.blocks(Trimmed)}
+	s.OverlayBytes = s.DataBlocks * o.bs
+	if last := o.nblocks - 1; last >= 0 && o.blocks.get(last) == Data {
+		s.OverlayBytes -= o.bs - o.blockLen(last)
 	}
 	return s
 }
 
 // Flush makes every write, zero and trim completed before Flush was called durable: the overlay
-// file is fdatasync'ed, then the block-state changes are committed in one MapStore transaction.
+// file is fdatasync'ed, then the block-state changes are committed by one MapStore Commit (as
+// runs; the store may split it, see MapStore).
 func (o *Overlay) Flush(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -215,15 +218,18 @@ func (o *Overlay) Flush(ctx context.Context) error {
 
 func (o *Overlay) flushLocked(ctx context.Context) error {
 	o.mu.Lock()
-	updates, unsynced := o.dirty, o.unsynced
-	o.dirty, o.unsynced = map[int64]BlockState{}, false
+	var updates []Run
+	for _, d := range o.dirty.runs {
+		updates = append(updates, o.blocks.between(d.First, d.End)...)
+	}
+	unsynced := o.unsynced
+	o.dirty, o.unsynced = newRunMap(nil), false
 	o.mu.Unlock()
+	// A failed flush marks its blocks dirty again; the next one commits their state then.
 	restore := func() {
 		o.mu.Lock()
-		for i, s := range updates {
-			if _, newer := o.dirty[i]; !newer {
-				o.dirty[i] = s
-			}
+		for _, u := range updates {
+			o.dirty.set(u.First, u.End, dirtyMark)
 		}
 		o.unsynced = o.unsynced || unsynced
 		o.mu.Unlock()
@@ -240,7 +246,7 @@ func (o *Overlay) flushLocked(ctx context.Context) error {
 	gen, err := o.cfg.Map.Commit(ctx, o.layout(), updates)
 	if err != nil {
 		restore()
-		return fmt.Errorf("overlay: %s: commit %d blocks: %w", o.cfg.Path, len(updates), err)
+		return fmt.Errorf("overlay: %s: commit %d runs of blocks: %w", o.cfg.Path, len(updates), err)
 	}
 	o.mu.Lock()
 	o.gen = gen
@@ -293,9 +299,9 @@ func (o *Overlay) punchUnmapped() error {
 		if err != nil {
 			return fmt.Errorf("overlay: %s: seek hole: %w", o.cfg.Path, err)
 		}
-		for i := d / o.bs; i*o.bs < h && i < o.nblocks; i++ {
-			if o.blocks[i] != Data {
-				if err := o.punch(i*o.bs, o.blockLen(i)); err != nil {
+		for _, r := range o.blocks.between(d/o.bs, min(o.nblocks, (h+o.bs-1)/o.bs)) {
+			if r.State != Data {
+				if err := o.punch(r.First*o.bs, min(o.size, r.End*o.bs)-r.First*o.bs); err != nil {
 					return err
 				}
 			}

@@ -2,13 +2,14 @@ package overlay_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -20,37 +21,56 @@ import (
 
 const bs = overlay.DefaultBlockSize
 
-// memMap is an in-memory MapStore that outlives Overlay instances.
+// memMap is an in-memory MapStore that outlives Overlay instances. Each Commit is one step
+// (never split).
 type memMap struct {
 	mu      sync.Mutex
 	snap    overlay.Snapshot
 	commits int
+	runs    int // runs of blocks committed, in all
 }
 
 func (m *memMap) Load(ctx context.Context) (overlay.Snapshot, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := m.snap
-	s.Blocks = maps.Clone(m.snap.Blocks)
+	s.Runs = slices.Clone(m.snap.Runs)
 	return s, nil
 }
 
-func (m *memMap) Commit(ctx context.Context, l overlay.Layout, up map[int64]overlay.BlockState) (uint64, error) {
+func (m *memMap) Commit(ctx context.Context, l overlay.Layout, up []overlay.Run) (uint64, error) {
+	if err := overlay.CheckRuns(up); err != nil {
+		return 0, err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.snap.Blocks == nil {
-		m.snap.Blocks = map[int64]overlay.BlockState{}
-	}
 	m.snap.Layout = l
-	for i, s := range up {
-		if s == overlay.Absent {
-			delete(m.snap.Blocks, i)
-		} else {
-			m.snap.Blocks[i] = s
+	for _, u := range up {
+		var next []overlay.Run
+		for _, r := range m.snap.Runs { // the parts of r outside u
+			if r.First < u.First {
+				next = append(next, overlay.Run{First: r.First, End: min(r.End, u.First), State: r.State})
+			}
+			if r.End > u.End {
+				next = append(next, overlay.Run{First: max(r.First, u.End), End: r.End, State: r.State})
+			}
+		}
+		if u.State != overlay.Absent {
+			next = append(next, u)
+		}
+		slices.SortFunc(next, func(a, b overlay.Run) int { return cmp.Compare(a.First, b.First) })
+		m.snap.Runs = m.snap.Runs[:0]
+		for _, r := range next {
+			if n := len(m.snap.Runs); n > 0 && m.snap.Runs[n-1].End == r.First && m.snap.Runs[n-1].State == r.State {
+				m.snap.Runs[n-1].End = r.End
+				continue
+			}
+			m.snap.Runs = append(m.snap.Runs, r)
 		}
 	}
 	m.snap.Generation++
 	m.commits++
+	m.runs += len(up)
 	return m.snap.Generation, nil
 }
 
@@ -270,7 +290,7 @@ func TestDiscard(t *testing.T) {
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Errorf("discarded overlay file still there: %v", err)
 	}
-	if s, _ := m.Load(ctx); len(s.Blocks) != 0 || s.Layout != (overlay.Layout{}) {
+	if s, _ := m.Load(ctx); len(s.Runs) != 0 || s.Layout != (overlay.Layout{}) {
 		t.Errorf("discarded map still there: %+v", s)
 	}
 	o2 := open(t, base, overlay.Config{Path: path, Map: m})

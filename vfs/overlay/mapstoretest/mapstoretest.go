@@ -35,6 +35,10 @@ func Run(t *testing.T, newStore New) {
 		{"Model", testModel},
 		{"Cancelled", testCancelled},
 		{"InvalidState", testInvalidState},
+		{"Runs", testRuns},
+		{"RunModel", testRunModel},
+		{"ManyRuns", testManyRuns},
+		{"InvalidRun", testInvalidRun},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -63,13 +67,46 @@ func (c *suite) load(t *testing.T) overlay.Snapshot {
 	return snap
 }
 
+// commit commits one-block runs: the block map up, in index order.
 func (c *suite) commit(t *testing.T, l overlay.Layout, up map[int64]overlay.BlockState) uint64 {
+	t.Helper()
+	return c.commitRuns(t, l, single(up))
+}
+
+func (c *suite) commitRuns(t *testing.T, l overlay.Layout, up []overlay.Run) uint64 {
 	t.Helper()
 	gen, err := c.ms.Commit(ctx, l, up)
 	if err != nil {
-		t.Fatalf("Commit(%+v, %v): %v", l, up, err)
+		t.Fatalf("Commit(%+v, %d runs %s): %v", l, len(up), showRuns(up), err)
 	}
 	return gen
+}
+
+// single returns the blocks of m as one-block runs in index order (Absent ones included).
+func single(m map[int64]overlay.BlockState) []overlay.Run {
+	var out []overlay.Run
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, overlay.Run{First: k, End: k + 1, State: m[k]})
+	}
+	return out
+}
+
+// runsOf returns the runs Load must report for the block map m: the blocks not Absent, sorted
+// and coalesced.
+func runsOf(m map[int64]overlay.BlockState) []overlay.Run {
+	var out []overlay.Run
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		st := m[k]
+		if st == overlay.Absent {
+			continue
+		}
+		if n := len(out); n > 0 && out[n-1].End == k && out[n-1].State == st {
+			out[n-1].End++
+			continue
+		}
+		out = append(out, overlay.Run{First: k, End: k + 1, State: st})
+	}
+	return out
 }
 
 func (c *suite) clear(t *testing.T) {
@@ -82,29 +119,34 @@ func (c *suite) clear(t *testing.T) {
 // expect checks the store's Load against a layout, blocks and generation.
 func (c *suite) expect(t *testing.T, what string, l overlay.Layout, blocks map[int64]overlay.BlockState, gen uint64) {
 	t.Helper()
-	if err := equal(c.load(t), l, blocks, gen); err != nil {
+	c.expectRuns(t, what, l, runsOf(blocks), gen)
+}
+
+// expectRuns checks the store's Load against a layout, runs (sorted, coalesced) and generation.
+func (c *suite) expectRuns(t *testing.T, what string, l overlay.Layout, runs []overlay.Run, gen uint64) {
+	t.Helper()
+	if err := equal(c.load(t), l, runs, gen); err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
 }
 
-func equal(got overlay.Snapshot, l overlay.Layout, blocks map[int64]overlay.BlockState, gen uint64) error {
+func equal(got overlay.Snapshot, l overlay.Layout, runs []overlay.Run, gen uint64) error {
 	if got.Layout != l {
 		return fmt.Errorf("Load: layout %+v, want %+v", got.Layout, l)
 	}
 	if got.Generation != gen {
 		return fmt.Errorf("Load: generation %d, want %d", got.Generation, gen)
 	}
-	if len(got.Blocks) != len(blocks) || !maps.Equal(got.Blocks, blocks) {
-		return fmt.Errorf("Load: %d blocks %s, want %d blocks %s", len(got.Blocks), show(got.Blocks), len(blocks), show(blocks))
+	if !slices.Equal(got.Runs, runs) {
+		return fmt.Errorf("Load: %d runs %s, want %d runs %s", len(got.Runs), showRuns(got.Runs), len(runs), showRuns(runs))
 	}
 	return nil
 }
 
-// show prints a block map in index order, the first few entries only.
-func show(m map[int64]overlay.BlockState) string {
-	keys := slices.Sorted(maps.Keys(m))
+// showRuns prints runs, the first few only.
+func showRuns(runs []overlay.Run) string {
 	s := "{"
-	for i, k := range keys {
+	for i, r := range runs {
 		if i == 8 {
 			s += " …"
 			break
@@ -112,7 +154,7 @@ func show(m map[int64]overlay.BlockState) string {
 		if i > 0 {
 			s += " "
 		}
-		s += fmt.Sprintf("%d:%v", k, m[k])
+		s += fmt.Sprintf("[%d,%d):%v", r.First, r.End, r.State)
 	}
 	return s + "}"
 }
@@ -182,21 +224,21 @@ func testLayout(t *testing.T, c *suite) {
 }
 
 func testNoAliasing(t *testing.T, c *suite) {
-	up := map[int64]overlay.BlockState{1: overlay.Data, 2: overlay.Zeroed}
-	c.commit(t, lay, up)
-	up[1] = overlay.Trimmed
-	up[9] = overlay.Data
-	delete(up, 2)
+	up := []overlay.Run{{First: 1, End: 2, State: overlay.Data}, {First: 2, End: 3, State: overlay.Zeroed}}
+	c.commitRuns(t, lay, up)
+	up[0].State = overlay.Trimmed
+	up[1].End = 9
+	_ = append(up[:1], overlay.Run{First: 9, End: 10, State: overlay.Data})
 	want := map[int64]overlay.BlockState{1: overlay.Data, 2: overlay.Zeroed}
 	c.expect(t, "after changing the committed updates map", lay, want, 1)
 
 	snap := c.load(t)
-	if snap.Blocks == nil {
-		t.Fatal("Load returned no blocks")
+	if len(snap.Runs) != 2 {
+		t.Fatalf("Load returned runs %s", showRuns(snap.Runs))
 	}
-	snap.Blocks[1] = overlay.Zeroed
-	snap.Blocks[7] = overlay.Data
-	delete(snap.Blocks, 2)
+	snap.Runs[0].State = overlay.Zeroed
+	snap.Runs[1].End = 7
+	snap.Runs = append(snap.Runs[:1], overlay.Run{First: 9, End: 10, State: overlay.Data})
 	snap.Layout.Size = 1
 	c.expect(t, "after changing a loaded snapshot", lay, want, 1)
 }
@@ -284,17 +326,17 @@ func testCancelled(t *testing.T, c *suite) {
 	case err != nil && !errors.Is(err, context.Canceled):
 		t.Fatalf("Load with a cancelled context: %v, want context.Canceled", err)
 	case err == nil:
-		if e := equal(snap, lay, want, 1); e != nil {
+		if e := equal(snap, lay, runsOf(want), 1); e != nil {
 			t.Fatalf("Load with a cancelled context succeeded with the wrong answer: %v", e)
 		}
 	}
 
 	up := map[int64]overlay.BlockState{}
 	for i := range int64(1000) {
-		up[i] = overlay.Zeroed
+		up[i] = overlay.BlockState(1 + i%3)
 	}
 	up[1] = overlay.Absent
-	gen, err := c.ms.Commit(cctx, lay, up)
+	gen, err := c.ms.Commit(cctx, lay, single(up))
 	switch {
 	case err != nil && !errors.Is(err, context.Canceled):
 		t.Fatalf("Commit with a cancelled context: %v, want context.Canceled", err)
@@ -327,7 +369,7 @@ func testCancelled(t *testing.T, c *suite) {
 func testInvalidState(t *testing.T, c *suite) {
 	c.commit(t, lay, map[int64]overlay.BlockState{1: overlay.Data})
 	bad := overlay.Trimmed + 1
-	gen, err := c.ms.Commit(ctx, lay, map[int64]overlay.BlockState{2: overlay.Data, 3: bad})
+	gen, err := c.ms.Commit(ctx, lay, single(map[int64]overlay.BlockState{2: overlay.Data, 3: bad}))
 	if err != nil {
 		t.Logf("Commit of state %v refused: %v", bad, err)
 		c.expect(t, "after a refused Commit", lay, map[int64]overlay.BlockState{1: overlay.Data}, 1)
@@ -337,7 +379,118 @@ func testInvalidState(t *testing.T, c *suite) {
 	if err != nil {
 		t.Fatalf("Commit of state %v succeeded (generation %d), then Load fails: %v", bad, gen, err)
 	}
-	if err := equal(snap, lay, map[int64]overlay.BlockState{1: overlay.Data, 2: overlay.Data, 3: bad}, 2); err != nil {
+	if err := equal(snap, lay, []overlay.Run{{First: 1, End: 3, State: overlay.Data}, {First: 3, End: 4, State: bad}}, 2); err != nil {
 		t.Fatalf("Commit of state %v succeeded: %v", bad, err)
 	}
+}
+
+// r is shorthand for a run.
+func r(first, end int64, st overlay.BlockState) overlay.Run {
+	return overlay.Run{First: first, End: end, State: st}
+}
+
+// testRuns: a run of any length is one run in the store, whatever it replaces, and runs are
+// split, merged and deleted per block.
+func testRuns(t *testing.T, c *suite) {
+	all := lay.Size / lay.BlockSize // 16 Mi blocks
+	c.commitRuns(t, lay, []overlay.Run{r(0, all, overlay.Zeroed)})
+	c.expectRuns(t, "after zeroing every block", lay, []overlay.Run{r(0, all, overlay.Zeroed)}, 1)
+
+	// Runs inside, across and at the edges of a run split it.
+	c.commitRuns(t, lay, []overlay.Run{r(10, 20, overlay.Data), r(0, 1, overlay.Trimmed), r(all-5, all, overlay.Absent)})
+	c.expectRuns(t, "after splitting", lay, []overlay.Run{r(0, 1, overlay.Trimmed), r(1, 10, overlay.Zeroed),
+		r(10, 20, overlay.Data), r(20, all-5, overlay.Zeroed)}, 2)
+
+	// Later runs of one Commit win over earlier ones; equal neighbours coalesce.
+	c.commitRuns(t, lay, []overlay.Run{r(5, 15, overlay.Trimmed), r(12, 30, overlay.Data), r(0, 5, overlay.Trimmed),
+		r(29, 31, overlay.Absent), r(31, 40, overlay.Data)})
+	c.expectRuns(t, "after overlapping runs", lay, []overlay.Run{r(0, 12, overlay.Trimmed), r(12, 29, overlay.Data),
+		r(31, 40, overlay.Data), r(40, all-5, overlay.Zeroed)}, 3)
+
+	// Filling the gap merges with both neighbours.
+	c.commitRuns(t, lay, []overlay.Run{r(29, 31, overlay.Data)})
+	c.expectRuns(t, "after filling a gap", lay, []overlay.Run{r(0, 12, overlay.Trimmed), r(12, 40, overlay.Data),
+		r(40, all-5, overlay.Zeroed)}, 4)
+
+	// One run over many replaces them all; one-block runs in order coalesce.
+	c.commitRuns(t, lay, []overlay.Run{r(3, all-100, overlay.Trimmed)})
+	c.expectRuns(t, "after one run over all", lay, []overlay.Run{r(0, all-100, overlay.Trimmed), r(all-100, all-5, overlay.Zeroed)}, 5)
+	var up []overlay.Run
+	for i := int64(1000); i < 1100; i++ {
+		up = append(up, r(i, i+1, overlay.Data))
+	}
+	c.commitRuns(t, lay, up)
+	want := []overlay.Run{r(0, 1000, overlay.Trimmed), r(1000, 1100, overlay.Data), r(1100, all-100, overlay.Trimmed), r(all-100, all-5, overlay.Zeroed)}
+	c.expectRuns(t, "after one-block runs", lay, want, 6)
+	c.ms = c.reopen(t)
+	c.expectRuns(t, "after reopening", lay, want, 6)
+	c.commitRuns(t, lay, []overlay.Run{r(0, all, overlay.Absent)})
+	c.expectRuns(t, "after deleting every block", lay, nil, 7)
+}
+
+// testRunModel applies random commits of random runs to the store and to a block map model.
+func testRunModel(t *testing.T, c *suite) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	model := map[int64]overlay.BlockState{}
+	const blocks = 3000
+	for step := range 60 {
+		var up []overlay.Run
+		for range 1 + rng.IntN(40) {
+			first := rng.Int64N(blocks)
+			n := 1 + rng.Int64N(5)
+			if rng.IntN(8) == 0 {
+				n = 1 + rng.Int64N(blocks-first)
+			}
+			st := overlay.BlockState(rng.IntN(4))
+			up = append(up, r(first, min(blocks, first+n), st))
+			for i := first; i < min(blocks, first+n); i++ {
+				model[i] = st
+			}
+		}
+		if got := c.commitRuns(t, lay, up); got != uint64(step+1) {
+			t.Fatalf("step %d: Commit returned generation %d", step, got)
+		}
+		if step%10 == 9 {
+			c.ms = c.reopen(t)
+		}
+		c.expect(t, fmt.Sprintf("step %d", step), lay, model, uint64(step+1))
+	}
+}
+
+// testManyRuns: a Commit of many runs over many runs, as a Flush after scattered writes and a
+// zero of the disk makes (an implementation may split it into several transactions: it must
+// still apply whole and advance the generation once).
+func testManyRuns(t *testing.T, c *suite) {
+	model := map[int64]overlay.BlockState{}
+	for i := int64(0); i < 6000; i += 3 {
+		model[i] = overlay.BlockState(1 + i%3)
+		model[i+1] = overlay.Absent
+	}
+	if gen := c.commit(t, lay, model); gen != 1 {
+		t.Fatalf("Commit returned generation %d, want 1", gen)
+	}
+	c.expect(t, "after many one-block runs", lay, model, 1)
+	if gen := c.commitRuns(t, lay, []overlay.Run{r(2, 5000, overlay.Zeroed), r(5500, 5600, overlay.Absent)}); gen != 2 {
+		t.Fatalf("Commit returned generation %d, want 2", gen)
+	}
+	for i := int64(2); i < 5000; i++ {
+		model[i] = overlay.Zeroed
+	}
+	for i := int64(5500); i < 5600; i++ {
+		delete(model, i)
+	}
+	c.expect(t, "after a run over many", lay, model, 2)
+	c.ms = c.reopen(t)
+	c.expect(t, "after reopening", lay, model, 2)
+}
+
+// testInvalidRun: runs that name no blocks are refused, and nothing of their Commit is applied.
+func testInvalidRun(t *testing.T, c *suite) {
+	c.commit(t, lay, map[int64]overlay.BlockState{1: overlay.Data})
+	for _, bad := range []overlay.Run{r(5, 5, overlay.Data), r(7, 6, overlay.Zeroed), r(-1, 3, overlay.Trimmed)} {
+		if _, err := c.ms.Commit(ctx, lay, []overlay.Run{r(2, 3, overlay.Data), bad}); err == nil {
+			t.Errorf("Commit of run [%d, %d) succeeded", bad.First, bad.End)
+		}
+	}
+	c.expect(t, "after refused Commits", lay, map[int64]overlay.BlockState{1: overlay.Data}, 1)
 }
