@@ -36,3 +36,14 @@ func (m *OverlayMap) WithTxRecords(n int) *OverlayMap {
 	m.maxRecords = n
 	return m
 }
+
+// FailAfterTx makes m's next Commits stop, with err, after n of their transactions.
+func (m *OverlayMap) FailAfterTx(n int, err error) *OverlayMap {
+	m.partDone = func(part int) error {
+		if part >= n {
+			return err
+		}
+		return nil
+	}
+	return m
+}

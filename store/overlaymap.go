@@ -29,6 +29,9 @@ type OverlayMap struct {
 	s          *Store
 	name       []byte
 	maxRecords int
+	// partDone, set by tests only, is called after each transaction of a Commit but the last;
+	// an error ends the Commit there, as a crash would.
+	partDone func(part int) error
 }
 
 var _ overlay.MapStore = (*OverlayMap)(nil)
@@ -127,7 +130,7 @@ func (m *OverlayMap) Commit(ctx context.Context, layout overlay.Layout, updates 
 	if len(updates) > 0 {
 		pos = updates[0].First
 	}
-	for {
+	for part := 1; ; part++ {
 		var nIdx int
 		var nPos int64
 		var gen uint64
@@ -178,6 +181,11 @@ func (m *OverlayMap) Commit(ctx context.Context, layout overlay.Layout, updates 
 			return gen, nil
 		}
 		idx, pos = nIdx, nPos
+		if m.partDone != nil {
+			if err := m.partDone(part); err != nil {
+				return 0, fmt.Errorf("store: overlay %q: %w", m.name, err)
+			}
+		}
 	}
 }
 

@@ -1,9 +1,12 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
 
 	"github.com/h2kvm/h2kvm/store"
@@ -108,4 +111,144 @@ func TestOverlayZeroWholeDisk(t *testing.T) {
 	if len(es) != 1 || es[0] != (vfs.Extent{Off: 0, Len: size, Kind: vfs.Zero}) {
 		t.Fatalf("after reopen, extents %+v; want one Zero extent of the whole disk", es)
 	}
+}
+
+var errCrash = errors.New("crash between transactions")
+
+// TestOverlayMapInterruptedCommit: a Commit split into transactions and stopped after the
+// first leaves every block in its old or new state and the old generation; committing the
+// same updates again completes it.
+func TestOverlayMapInterruptedCommit(t *testing.T) {
+	ctx := context.Background()
+	s := newReopenable(t).s
+	l := overlay.Layout{BlockSize: 4096, Size: 1 << 30}
+	var old, up []overlay.Run
+	for i := int64(0); i < 400; i += 2 {
+		old = append(old, overlay.Run{First: i, End: i + 1, State: overlay.Data})
+		up = append(up, overlay.Run{First: i + 1, End: i + 2, State: overlay.Trimmed})
+	}
+	up = append(up, overlay.Run{First: 100, End: 300, State: overlay.Zeroed})
+	model := func(runs []overlay.Run) [400]overlay.BlockState {
+		var m [400]overlay.BlockState
+		for _, r := range runs {
+			for i := r.First; i < min(400, r.End); i++ {
+				m[i] = r.State
+			}
+		}
+		return m
+	}
+	before, after := model(old), model(append(slices.Clone(old), up...))
+	m := s.OverlayMap("vm").WithTxRecords(8)
+	if _, err := m.Commit(ctx, l, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.FailAfterTx(1, errCrash).Commit(ctx, l, up); !errors.Is(err, errCrash) {
+		t.Fatalf("interrupted Commit: %v", err)
+	}
+	snap, err := m.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Generation != 1 {
+		t.Errorf("generation %d after an interrupted Commit, want 1", snap.Generation)
+	}
+	got := model(snap.Runs)
+	var changed, kept int
+	for i := range got {
+		switch {
+		case got[i] == after[i] && got[i] != before[i]:
+			changed++
+		case got[i] == before[i] && got[i] != after[i]:
+			kept++
+		case got[i] != before[i]:
+			t.Fatalf("block %d is %v, neither %v (before) nor %v (after)", i, got[i], before[i], after[i])
+		}
+	}
+	if changed == 0 || kept == 0 {
+		t.Fatalf("interrupted Commit changed %d blocks and left %d: not a partial commit", changed, kept)
+	}
+	t.Logf("interrupted Commit applied to %d blocks, not to %d", changed, kept)
+	m = s.OverlayMap("vm").WithTxRecords(8)
+	if gen, err := m.Commit(ctx, l, up); err != nil || gen != 2 {
+		t.Fatalf("Commit again: generation %d, %v", gen, err)
+	}
+	if snap, err = m.Load(ctx); err != nil || model(snap.Runs) != after {
+		t.Fatalf("after committing again: %v, %v", snap.Runs, err)
+	}
+}
+
+// TestOverlayInterruptedFlush: an overlay whose Flush stops between two transactions of its
+// Commit, reopened as after a crash, reads each block as it was after the last completed
+// Flush or as the interrupted one would have left it (the MapStore crash contract).
+func TestOverlayInterruptedFlush(t *testing.T) {
+	const size = 128 * overlay.DefaultBlockSize
+	const bsz = overlay.DefaultBlockSize
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openStore(t, filepath.Join(dir, "state.db"))
+	base := vfs.NewMemDevice(size)
+	for i := int64(0); i < size/bsz; i++ {
+		base.WriteAt(ctx, bytes.Repeat([]byte{byte(1 + i)}, 100), i*bsz+77)
+	}
+	path := filepath.Join(dir, "ov")
+	m := s.OverlayMap("ov").WithTxRecords(4)
+	o, err := overlay.Open(ctx, base, overlay.Config{Path: path, Map: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(o *overlay.Overlay) []byte {
+		p := make([]byte, size)
+		if _, err := o.ReadAt(ctx, p, 0); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for i := int64(0); i < size/bsz; i += 2 {
+		o.WriteAt(ctx, bytes.Repeat([]byte{0xa0}, 5000), i*bsz+1000)
+	}
+	if err := o.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	flushed := read(o)
+	if err := o.Zero(ctx, 0, size/2); err != nil {
+		t.Fatal(err)
+	}
+	for i := int64(size / bsz / 2); i < size/bsz; i += 3 {
+		o.WriteAt(ctx, bytes.Repeat([]byte{0xb0}, bsz), i*bsz)
+	}
+	if err := o.Trim(ctx, size*3/4, size/8); err != nil {
+		t.Fatal(err)
+	}
+	later := read(o)
+	m.FailAfterTx(1, errCrash)
+	if err := o.Flush(ctx); !errors.Is(err, errCrash) {
+		t.Fatalf("interrupted Flush: %v", err)
+	}
+	// The crash: o is abandoned, not closed, and the overlay opened again.
+	o2, err := overlay.Open(ctx, base, overlay.Config{Path: path, Map: s.OverlayMap("ov")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o2.Close()
+	if g := o2.Stats().Generation; g != 1 {
+		t.Errorf("generation %d after an interrupted second Flush", g)
+	}
+	got := read(o2)
+	var asFlushed, asLater int
+	for b := int64(0); b < size; b += bsz {
+		g, f, l := got[b:b+bsz], flushed[b:b+bsz], later[b:b+bsz]
+		switch {
+		case bytes.Equal(g, f) && bytes.Equal(g, l):
+		case bytes.Equal(g, f):
+			asFlushed++
+		case bytes.Equal(g, l):
+			asLater++
+		default:
+			t.Errorf("block %d reads neither as after the last Flush nor as after the interrupted one", b/bsz)
+		}
+	}
+	if asFlushed == 0 || asLater == 0 {
+		t.Errorf("%d blocks as flushed, %d as later: the Flush was not interrupted halfway", asFlushed, asLater)
+	}
+	t.Logf("after the crash: %d blocks read as after the last Flush, %d as after the interrupted one", asFlushed, asLater)
 }

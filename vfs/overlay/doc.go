@@ -14,12 +14,17 @@
 //     (Depth 0) for zeroed and trimmed blocks (they hide the base, so a copy may skip them), and
 //     the base's extents with Depth+1 elsewhere. A trim of whole blocks that are Absent where the
 //     base already reads as a hole or zeros leaves them Absent (reported as the base reports them).
+//   - The block map is kept as runs of blocks in one state (a sorted run map), so zeroing or
+//     trimming a whole multi-TiB disk costs a run, not a map entry per block; whole blocks are
+//     zeroed or trimmed a run at a time, Data blocks among them one at a time (each is punched).
 //   - The block map is persisted through the MapStore interface (package store implements it over
 //     bbolt; vfs imports no bbolt). Flush first fdatasyncs the overlay file, then commits every
-//     block-state change made before Flush was called in one MapStore transaction, and advances
-//     the generation. After a crash (kill -9) and reopen, every write acknowledged before a
-//     completed Flush reads back; later writes may be lost; a block the map calls Data holds a
-//     whole block of bytes some client write put there (never a half-copied block).
+//     block-state change made before Flush was called, as runs, in one MapStore Commit (which
+//     the store may split into bounded transactions: atomic per block, see MapStore), and
+//     advances the generation. After a crash (kill -9) and reopen, every write acknowledged
+//     before a completed Flush reads back; later writes may be lost, a block at a time; a block
+//     the map calls Data holds a whole block of bytes some client write put there (never a
+//     half-copied block).
 //   - Config.Discard removes the overlay file and the map on Close (a scratch overlay); otherwise
 //     Close flushes and Open restores the overlay.
 //

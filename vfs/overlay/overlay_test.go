@@ -379,3 +379,93 @@ func allocated(t *testing.T, path string) int64 {
 	}
 	return st.Blocks * 512
 }
+
+// sparseBase is a base device of any size with bytes 0xcc in a few ranges and holes elsewhere,
+// whose Extents cost per range, not per byte.
+type sparseBase struct {
+	size int64
+	data [][2]int64 // sorted, disjoint [off, end)
+}
+
+func (b sparseBase) Size() int64 { return b.size }
+
+func (b sparseBase) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	clear(p)
+	for _, d := range b.data {
+		for i := max(off, d[0]); i < min(off+int64(len(p)), d[1]); i++ {
+			p[i-off] = 0xcc
+		}
+	}
+	return len(p), nil
+}
+
+func (b sparseBase) Extents(ctx context.Context, off, length int64) ([]vfs.Extent, error) {
+	end := min(b.size, off+length)
+	var out []vfs.Extent
+	pos := off
+	for _, d := range b.data {
+		a, e := max(pos, d[0]), min(end, d[1])
+		if a >= e {
+			continue
+		}
+		if a > pos {
+			out = append(out, vfs.Extent{Off: pos, Len: a - pos, Kind: vfs.Hole})
+		}
+		out = append(out, vfs.Extent{Off: a, Len: e - a, Kind: vfs.Data})
+		pos = e
+	}
+	if pos < end {
+		out = append(out, vfs.Extent{Off: pos, Len: end - pos, Kind: vfs.Hole})
+	}
+	return out, nil
+}
+
+// TestTrimAndZeroWholeDiskInRuns trims, then zeroes, a 4 TiB overlay over a base with a little
+// data: the trim hides only the blocks with base data, the zero the rest, and both cost runs
+// in memory and in the map, not blocks.
+func TestTrimAndZeroWholeDiskInRuns(t *testing.T) {
+	const size = 4 << 40
+	ctx := context.Background()
+	base := sparseBase{size: size, data: [][2]int64{{100, 200}, {5 * bs, 7*bs + 1}, {size / 2, size/2 + 3*bs}, {size - 10, size}}}
+	m := &memMap{}
+	o := open(t, base, overlay.Config{Map: m})
+	if err := o.Trim(ctx, 0, size); err != nil {
+		t.Fatal(err)
+	}
+	const withData = 1 + 3 + 3 + 1
+	if st := o.Stats(); st.TrimmedBlocks != withData || st.ZeroedBlocks != 0 || st.DirtyBlocks != withData {
+		t.Fatalf("after trimming the disk: %+v", st)
+	}
+	es, err := o.Extents(ctx, 0, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []vfs.Extent{{Off: 0, Len: bs, Kind: vfs.Zero}, {Off: bs, Len: 4 * bs, Kind: vfs.Hole, Depth: 1},
+		{Off: 5 * bs, Len: 3 * bs, Kind: vfs.Zero}, {Off: 8 * bs, Len: size/2 - 8*bs, Kind: vfs.Hole, Depth: 1},
+		{Off: size / 2, Len: 3 * bs, Kind: vfs.Zero}, {Off: size/2 + 3*bs, Len: size/2 - 4*bs, Kind: vfs.Hole, Depth: 1},
+		{Off: size - bs, Len: bs, Kind: vfs.Zero}}
+	if !slices.Equal(es, want) {
+		t.Fatalf("extents after trimming the disk:\n%+v\nwant\n%+v", es, want)
+	}
+	if err := o.Zero(ctx, 0, size); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := o.Stats(); st.TrimmedBlocks != withData || st.ZeroedBlocks != size/bs-withData || st.DirtyBlocks != 0 {
+		t.Fatalf("after zeroing the disk: %+v", st)
+	}
+	if m.commits != 1 || m.runs > 10 {
+		t.Errorf("%d commits of %d runs in all; want one of a few runs", m.commits, m.runs)
+	}
+	if es, err := o.Extents(ctx, 0, size); err != nil || !slices.Equal(es, []vfs.Extent{{Off: 0, Len: size, Kind: vfs.Zero}}) {
+		t.Fatalf("extents after zeroing the disk: %+v, %v", es, err)
+	}
+	p := make([]byte, 300)
+	for _, off := range []int64{0, 5 * bs, size / 2, size - 300} {
+		if _, err := o.ReadAt(ctx, p, off); err != nil || !bytes.Equal(p, make([]byte, 300)) {
+			t.Fatalf("read at %d: %v", off, err)
+		}
+	}
+}

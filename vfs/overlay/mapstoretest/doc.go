@@ -10,8 +10,13 @@
 //     generation, which starts at 1 and grows by exactly one per Commit, including a Commit
 //     with no updates; Load reports the same generation.
 //   - Commits apply in order: later updates of a block win (checked against a model over a
-//     random sequence of commits).
-//   - Nothing aliases: the caller may change the updates map after Commit and the Blocks map
+//     random sequence of commits), within a Commit too.
+//   - The map is runs: a run of any length (every block of a 1 TiB layout) is one run; runs
+//     split, merge and are deleted per block; Load reports runs sorted, disjoint, coalesced and
+//     none Absent; a Commit of thousands of runs over thousands of runs (which an implementation
+//     may split into several transactions) applies whole and advances the generation once;
+//     runs that name no block (End <= First, First < 0) are refused with nothing applied.
+//   - Nothing aliases: the caller may change the updates slice after Commit and the Runs slice
 //     that Load returned without changing the store.
 //   - Clear removes the map (blocks, layout, generation); the next Commit starts again at 1.
 //   - Durability: what was committed (and cleared) is there after reopening the store.
@@ -22,5 +27,7 @@
 //     overlay impossible to open.
 //
 // Commit is called from one goroutine at a time, as the interface allows; implementations
-// that promise more (package store does) test their concurrency themselves.
+// that promise more (package store does) test their concurrency themselves, and so does one
+// that splits commits test what an interrupted Commit leaves (package store does: the suite
+// cannot stop a Commit halfway).
 package mapstoretest
