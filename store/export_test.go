@@ -47,3 +47,30 @@ func (m *OverlayMap) FailAfterTx(n int, err error) *OverlayMap {
 	}
 	return m
 }
+
+// PutLegacyBlocks records blocks as an h2kvm that stored one record per block did: a blocks
+// bucket of <u64 index> → u8 state, with layout and generation.
+func PutLegacyBlocks(s *Store, name string, bs, size int64, gen uint64, blocks map[int64]byte) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.Bucket(bktOverlays).CreateBucketIfNotExists([]byte(name))
+		if err != nil {
+			return err
+		}
+		if err := b.Put(keyLayout, pair(uint64(bs), uint64(size))); err != nil {
+			return err
+		}
+		if err := b.Put(keyGeneration, u64(gen)); err != nil {
+			return err
+		}
+		bl, err := b.CreateBucket(bktBlocks)
+		if err != nil {
+			return err
+		}
+		for i, st := range blocks {
+			if err := bl.Put(u64(uint64(i)), []byte{st}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -252,3 +252,31 @@ func TestOverlayInterruptedFlush(t *testing.T) {
 	}
 	t.Logf("after the crash: %d blocks read as after the last Flush, %d as after the interrupted one", asFlushed, asLater)
 }
+
+// TestOverlayMapLegacyBlocks: a map recorded one record per block by an older h2kvm loads as
+// runs, and the first Commit converts it.
+func TestOverlayMapLegacyBlocks(t *testing.T) {
+	ctx := context.Background()
+	r := newReopenable(t)
+	const bsz, size = 4096, 1 << 20
+	if err := store.PutLegacyBlocks(r.s, "old", bsz, size, 7, map[int64]byte{1: 1, 2: 1, 3: 2, 9: 3, 10: 3}); err != nil {
+		t.Fatal(err)
+	}
+	want := []overlay.Run{{First: 1, End: 3, State: overlay.Data}, {First: 3, End: 4, State: overlay.Zeroed}, {First: 9, End: 11, State: overlay.Trimmed}}
+	m := r.s.OverlayMap("old")
+	snap, err := m.Load(ctx)
+	if err != nil || snap.Generation != 7 || snap.Layout != (overlay.Layout{BlockSize: bsz, Size: size}) || !slices.Equal(snap.Runs, want) {
+		t.Fatalf("legacy map loads as %+v, %v; want runs %v", snap, err, want)
+	}
+	if gen, err := m.Commit(ctx, snap.Layout, []overlay.Run{{First: 2, End: 10, State: overlay.Zeroed}}); err != nil || gen != 8 {
+		t.Fatalf("Commit over a legacy map: generation %d, %v", gen, err)
+	}
+	r.restart(t)
+	want = []overlay.Run{{First: 1, End: 2, State: overlay.Data}, {First: 2, End: 10, State: overlay.Zeroed}, {First: 10, End: 11, State: overlay.Trimmed}}
+	if snap, err = r.s.OverlayMap("old").Load(ctx); err != nil || snap.Generation != 8 || !slices.Equal(snap.Runs, want) {
+		t.Fatalf("after a Commit: %+v, %v; want runs %v", snap, err, want)
+	}
+	if n, err := store.OverlayRecords(ctx, r.s, "old"); err != nil || n != 2+1+len(want) {
+		t.Errorf("%d records after converting (%v); want layout, generation, runs bucket and %d runs", n, err, len(want))
+	}
+}

@@ -219,7 +219,7 @@ func (o *Overlay) Flush(ctx context.Context) error {
 func (o *Overlay) flushLocked(ctx context.Context) error {
 	o.mu.Lock()
 	var updates []Run
-	for _, d := range o.dirty.runs {
+	for _, d := range o.dirty.all() {
 		updates = append(updates, o.blocks.between(d.First, d.End)...)
 	}
 	unsynced := o.unsynced

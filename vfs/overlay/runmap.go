@@ -1,43 +1,53 @@
 package overlay
 
 import (
-	"slices"
-	"sort"
+	"github.com/google/btree"
 )
 
-// runMap is a block map kept as runs: a sorted slice of non-overlapping, coalesced runs, none
-// Absent (a block in no run is Absent). Lookups are binary searches; set replaces the runs it
-// overlaps, so writing blocks in order (a copy, a zero of a whole disk) extends the last run
-// in place. Not safe for concurrent use: the Overlay guards it with mu.
-//
-// A slice rather than a tree: set moves the runs after the change, which is cheap for the
-// maps overlays have (thousands of runs) and stays correct, if slower, for very fragmented
-// ones.
+// runMap is a block map kept as runs: a B-tree of non-overlapping, coalesced runs ordered by
+// first block, none Absent (a block in no run is Absent). get, set and between cost
+// O(log runs) plus the runs they touch, so a whole-disk zero is one run and scattered writes
+// over a fragmented map stay cheap. Not safe for concurrent use: the Overlay guards it with mu
+// (readers may share it).
 type runMap struct {
-	runs []Run
+	t *btree.BTreeG[Run]
 }
+
+// runDegree is the B-tree's degree: nodes of up to 63 runs of 24 bytes.
+const runDegree = 32
+
+func byFirst(a, b Run) bool { return a.First < b.First }
 
 // newRunMap returns the map of runs, which must be sorted and not overlap; it coalesces them.
 func newRunMap(runs []Run) *runMap {
-	m := &runMap{}
+	m := &runMap{t: btree.NewG(runDegree, byFirst)}
+	var last Run
 	for _, r := range runs {
 		if r.State == Absent || r.First >= r.End {
 			continue
 		}
-		if n := len(m.runs); n > 0 && m.runs[n-1].End == r.First && m.runs[n-1].State == r.State {
-			m.runs[n-1].End = r.End
-			continue
+		if last.State != Absent && last.End == r.First && last.State == r.State {
+			last.End = r.End
+		} else {
+			last = r
 		}
-		m.runs = append(m.runs, r)
+		m.t.ReplaceOrInsert(last)
 	}
 	return m
 }
 
+// pred returns the run with the largest First <= i.
+func (m *runMap) pred(i int64) (Run, bool) {
+	var out Run
+	ok := false
+	m.t.DescendLessOrEqual(Run{First: i}, func(r Run) bool { out, ok = r, true; return false })
+	return out, ok
+}
+
 // get returns the state of block i.
 func (m *runMap) get(i int64) BlockState {
-	k := sort.Search(len(m.runs), func(k int) bool { return m.runs[k].End > i })
-	if k < len(m.runs) && m.runs[k].First <= i {
-		return m.runs[k].State
+	if r, ok := m.pred(i); ok && r.End > i {
+		return r.State
 	}
 	return Absent
 }
@@ -47,38 +57,43 @@ func (m *runMap) set(first, end int64, st BlockState) {
 	if first >= end {
 		return
 	}
-	s := m.runs
-	// s[i:j] are the runs that overlap or touch [first, end).
-	i := sort.Search(len(s), func(k int) bool { return s[k].End >= first })
-	j := sort.Search(len(s), func(k int) bool { return s[k].First > end })
-	var repl [3]Run
-	n := 0
+	// s are the runs that overlap or touch [first, end), in order.
+	from := first
+	if p, ok := m.pred(first - 1); ok && p.End >= first { // it contains or touches first
+		from = p.First
+	}
+	var s []Run
+	m.t.AscendGreaterOrEqual(Run{First: from}, func(r Run) bool {
+		if r.First > end {
+			return false
+		}
+		s = append(s, r)
+		return true
+	})
 	nf, ne := first, end
-	if i < j && s[i].First < first {
-		if s[i].State == st {
-			nf = s[i].First
+	var left, right Run // pieces of other states kept at the edges (Absent: none)
+	if len(s) > 0 && s[0].First < first {
+		if s[0].State == st {
+			nf = s[0].First
 		} else {
-			repl[n] = Run{s[i].First, first, s[i].State}
-			n++
+			left = Run{s[0].First, first, s[0].State}
 		}
 	}
-	var right *Run
-	if i < j && s[j-1].End > end {
-		if s[j-1].State == st {
-			ne = s[j-1].End
+	if k := len(s) - 1; k >= 0 && s[k].End > end {
+		if s[k].State == st {
+			ne = s[k].End
 		} else {
-			right = &Run{end, s[j-1].End, s[j-1].State}
+			right = Run{end, s[k].End, s[k].State}
 		}
 	}
-	if st != Absent {
-		repl[n] = Run{nf, ne, st}
-		n++
+	for _, r := range s {
+		m.t.Delete(r)
 	}
-	if right != nil {
-		repl[n] = *right
-		n++
+	for _, r := range []Run{left, {nf, ne, st}, right} {
+		if r.State != Absent {
+			m.t.ReplaceOrInsert(r)
+		}
 	}
-	m.runs = slices.Replace(s, i, j, repl[:n]...)
 }
 
 // between returns the states of blocks [first, end) as runs clipped to the range, Absent gaps
@@ -95,28 +110,39 @@ func (m *runMap) between(first, end int64) []Run {
 		}
 		out = append(out, Run{a, b, st})
 	}
-	pos := first
-	for k := sort.Search(len(m.runs), func(k int) bool { return m.runs[k].End > first }); k < len(m.runs) && m.runs[k].First < end; k++ {
-		r := m.runs[k]
+	pos, from := first, first
+	if p, ok := m.pred(first); ok && p.End > first {
+		from = p.First
+	}
+	m.t.AscendGreaterOrEqual(Run{First: from}, func(r Run) bool {
+		if r.First >= end {
+			return false
+		}
 		add(pos, max(pos, r.First), Absent)
 		pos = max(pos, r.First)
 		add(pos, min(end, r.End), r.State)
 		pos = min(end, r.End)
-	}
+		return true
+	})
 	add(pos, end, Absent)
 	return out
 }
 
-// all returns a copy of the runs.
-func (m *runMap) all() []Run { return slices.Clone(m.runs) }
+// all returns the runs in order.
+func (m *runMap) all() []Run {
+	out := make([]Run, 0, m.t.Len())
+	m.t.Ascend(func(r Run) bool { out = append(out, r); return true })
+	return out
+}
 
 // blocks returns the number of blocks in state st (not Absent).
 func (m *runMap) blocks(st BlockState) int64 {
 	var n int64
-	for _, r := range m.runs {
+	m.t.Ascend(func(r Run) bool {
 		if r.State == st {
 			n += r.Len()
 		}
-	}
+		return true
+	})
 	return n
 }

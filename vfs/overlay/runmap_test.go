@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 )
@@ -20,15 +21,16 @@ func TestRunMapModel(t *testing.T) {
 		for i := first; i < end; i++ {
 			model[i] = st
 		}
-		for k, r := range m.runs {
-			if r.State == Absent || r.First >= r.End || k > 0 && (m.runs[k-1].End > r.First ||
-				m.runs[k-1].End == r.First && m.runs[k-1].State == r.State) {
-				t.Fatalf("step %d: set(%d, %d, %v): runs %v", step, first, end, st, m.runs)
+		runs := m.all()
+		for k, r := range runs {
+			if r.State == Absent || r.First >= r.End || k > 0 && (runs[k-1].End > r.First ||
+				runs[k-1].End == r.First && runs[k-1].State == r.State) {
+				t.Fatalf("step %d: set(%d, %d, %v): runs %v", step, first, end, st, runs)
 			}
 		}
 		for i := range int64(n) {
 			if m.get(i) != model[i] {
-				t.Fatalf("step %d: block %d is %v, want %v (runs %v)", step, i, m.get(i), model[i], m.runs)
+				t.Fatalf("step %d: block %d is %v, want %v (runs %v)", step, i, m.get(i), model[i], runs)
 			}
 		}
 		a := rng.Int64N(n)
@@ -48,5 +50,31 @@ func TestRunMapModel(t *testing.T) {
 		if pos != b {
 			t.Fatalf("step %d: between(%d, %d) ends at %d", step, a, b, pos)
 		}
+	}
+}
+
+// BenchmarkScatteredBlocks sets n random single blocks (never adjacent: every run a block), the
+// worst case of a run map, against the per-block map the overlay kept before.
+func BenchmarkScatteredBlocks(b *testing.B) {
+	for _, n := range []int{10_000, 200_000} {
+		idx := rand.New(rand.NewPCG(1, 2)).Perm(n)
+		b.Run(fmt.Sprint("runMap/", n), func(b *testing.B) {
+			for range b.N {
+				m := newRunMap(nil)
+				for _, i := range idx {
+					m.set(int64(2*i), int64(2*i+1), Data)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/block")
+		})
+		b.Run(fmt.Sprint("map/", n), func(b *testing.B) {
+			for range b.N {
+				m := map[int64]BlockState{}
+				for _, i := range idx {
+					m[int64(2*i)] = Data
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/block")
+		})
 	}
 }
