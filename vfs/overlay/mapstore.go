@@ -67,7 +67,8 @@ type Snapshot struct {
 // its state before the Commit or in the state the Commit gives it, and the generation of the
 // previous Commit (the generation advances in the last transaction, with the last updates, so a
 // generation Load reports was committed whole). Committing the same updates again completes
-// the Commit.
+// the Commit. A Load concurrent with a split Commit may likewise see it part done (the
+// overlay loads only in Open, before it commits).
 //
 // That is safe for the overlay because Flush fdatasyncs the overlay file before it commits, and
 // Open punches the file range of every block the map does not call Data: a block left in its
