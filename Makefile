@@ -1,6 +1,7 @@
 # h2kvm build and test entry points. On a fresh Debian 12:
 #   make        install system packages (idempotent), provide the libguestfs Go module, build bin/h2kvm
-#   make test   the same set-up, then gofmt check, go vet, and the full test suite with -race
+#   make test   the same set-up, then gofmt check, go vet, the full test suite with -race, and a
+#               30-second fuzzing run of the image parser (fuzz-smoke)
 # Go modules come from the module proxy through ordinary go commands.
 
 export PATH := /usr/local/go/bin:$(PATH):/usr/sbin:/sbin
@@ -10,7 +11,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Go files checked by gofmt: everything but the vendored libguestfs binding (generated, not ours).
 GOFILES  = $(shell find . -name '*.go' -not -path './.deps/*' -not -path './bin/*')
 
-.PHONY: all build deps test test-short fmt-check vet bench demo clean
+.PHONY: all build deps test test-short fmt-check vet fuzz-smoke bench demo clean
 
 all: build
 
@@ -34,6 +35,12 @@ vet: deps
 test: export H2KVM_REQUIRE_TOOLS = 1
 test: deps fmt-check vet
 	$(GO) test -race -timeout 60m ./...
+	$(MAKE) fuzz-smoke
+
+# A short fuzzing run of the image parser on its corpus and new inputs: it must not stall or
+# crash (each input's work is bounded; minimizing a finding is capped too).
+fuzz-smoke:
+	$(GO) test ./vfs/vmdk -run '^$$' -fuzz '^FuzzOpenImage$$' -fuzztime 30s -fuzzminimizetime 5s -parallel 2
 
 # Quicker local run: no race detector, -short (tests may skip slow cases), and tests may skip
 # when a tool is missing.

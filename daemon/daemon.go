@@ -155,10 +155,10 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 			Manifest:          recordedManifest(rec),
 			IgnoreCIDMismatch: rec.IgnoreCIDMismatch}
 		if _, err := d.open(ctx, spec, rec.Created); err != nil {
-			d.log.Error("export not restored", "export", rec.Name, "source", rec.Source, "err", err)
+			d.log.Error("export not restored", "export", rec.Name, "source", source.Redact(rec.Source), "err", err)
 			continue
 		}
-		d.log.Info("export restored", "export", rec.Name, "source", rec.Source)
+		d.log.Info("export restored", "export", rec.Name, "source", source.Redact(rec.Source))
 	}
 	d.pruneCaches(ctx)
 	d.pruneOverlays(ctx, recorded)

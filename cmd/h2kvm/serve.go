@@ -124,7 +124,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 			d.Close(context.WithoutCancel(ctx))
 			return err
 		}
-		g.Log.Info("export ready", "export", spec.Name, "source", spec.Source, "readonly", spec.ReadOnly)
+		g.Log.Info("export ready", "export", spec.Name, "source", source.Redact(spec.Source), "readonly", spec.ReadOnly)
 	}
 	err = d.Run(ctx)
 	if ctx.Err() != nil && err == nil {
