@@ -330,6 +330,10 @@ func TestMetricsHealthReady(t *testing.T) {
 		`h2kvm_export_overlay_bytes{export="we.ird_name-1"}`:    func(v float64) bool { return v >= 128<<10 },
 		`h2kvm_export_fetched_bytes_total{export="a"}`:          func(v float64) bool { return v == 0 },
 		`h2kvm_export_nbd_errors_total{export="we.ird_name-1"}`: func(v float64) bool { return v == 0 },
+		`h2kvm_nbd_buffered_bytes`:                              func(v float64) bool { return v == 0 }, // every client is done
+		`h2kvm_nbd_buffered_bytes_peak`:                         func(v float64) bool { return v > 0 },
+		`h2kvm_nbd_refused_connections_total`:                   func(v float64) bool { return v == 0 },
+		`h2kvm_nbd_dropped_connections_total`:                   func(v float64) bool { return v == 0 },
 	}
 	for k, ok := range checks {
 		v, found := m[k]

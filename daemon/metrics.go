@@ -34,4 +34,17 @@ func (d *Daemon) writeMetrics(w io.Writer) {
 	fmt.Fprintf(w, "# HELP h2kvm_exports Exports served.\n# TYPE h2kvm_exports gauge\nh2kvm_exports %d\n", len(exps))
 	fmt.Fprintf(w, "# HELP h2kvm_cache_limit_bytes Local disk the caches may use.\n# TYPE h2kvm_cache_limit_bytes gauge\nh2kvm_cache_limit_bytes %d\n", d.budget.Limit())
 	fmt.Fprintf(w, "# HELP h2kvm_cache_used_bytes Local disk the caches use.\n# TYPE h2kvm_cache_used_bytes gauge\nh2kvm_cache_used_bytes %d\n", d.budget.Used())
+	ns := d.nbd.ServerStats()
+	for _, m := range []struct {
+		name, help, typ string
+		val             float64
+	}{
+		{"h2kvm_nbd_connections", "NBD clients connected (negotiating or transmitting).", "gauge", float64(ns.Connections)},
+		{"h2kvm_nbd_refused_connections_total", "NBD connections closed on accept at the connection limit.", "counter", float64(ns.Refused)},
+		{"h2kvm_nbd_dropped_connections_total", "NBD connections cut because replies could not be written in time.", "counter", float64(ns.Dropped)},
+		{"h2kvm_nbd_buffered_bytes", "NBD payload bytes held by requests in flight.", "gauge", float64(ns.BufferedBytes)},
+		{"h2kvm_nbd_buffered_bytes_peak", "Highest NBD payload bytes held in flight.", "gauge", float64(ns.PeakBufferedBytes)},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %g\n", m.name, m.help, m.name, m.typ, m.name, m.val)
+	}
 }
