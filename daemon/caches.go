@@ -86,6 +86,8 @@ func (o *versionOpener) Open(ctx context.Context, name string) (vfs.Source, erro
 	return src, nil
 }
 
+var _ vfs.Opener = (*cachingOpener)(nil)
+
 // cachingOpener opens remote files through the daemon's shared caches.
 type cachingOpener struct {
 	vfs.Opener

@@ -309,13 +309,9 @@ func TestRemoteCacheLimit(t *testing.T) {
 
 var fastRetry = retry.Policy{Attempts: 4, BaseDelay: 5 * time.Millisecond, MaxDelay: 20 * time.Millisecond, MaxElapsed: 10 * time.Second}
 
-// TestRemoteFaults injects HTTP faults under the daemon: transient ones must be retried into
-// the right bytes, persistent ones must fail the read, never return wrong bytes.
-func TestRemoteFaults(t *testing.T) {
-	needTool(t, "nbdcopy")
-	dir := t.TempDir()
-	top := smallChain(t, dir)
-	want := qemuRaw(t, top)
+// chainFiles reads the links of smallChain in dir, by name, for httpsrctest.New.
+func chainFiles(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
 	files := map[string][]byte{}
 	for _, n := range []string{"base.vmdk", "mid.vmdk", "top.vmdk"} {
 		b, err := os.ReadFile(filepath.Join(dir, n))
@@ -324,7 +320,17 @@ func TestRemoteFaults(t *testing.T) {
 		}
 		files[n] = b
 	}
-	srv := httpsrctest.New(files)
+	return files
+}
+
+// TestRemoteFaults injects HTTP faults under the daemon: transient ones must be retried into
+// the right bytes, persistent ones must fail the read, never return wrong bytes.
+func TestRemoteFaults(t *testing.T) {
+	needTool(t, "nbdcopy")
+	dir := t.TempDir()
+	top := smallChain(t, dir)
+	want := qemuRaw(t, top)
+	srv := httpsrctest.New(chainFiles(t, dir))
 	defer srv.Close()
 	srv.StallFor = 10 * time.Second
 	td := startDaemon(t, Config{ChunkSize: 256 << 10,
@@ -425,15 +431,7 @@ func TestDeleteDuringReads(t *testing.T) {
 	dir := t.TempDir()
 	top := smallChain(t, dir)
 	want := qemuRaw(t, top)
-	files := map[string][]byte{}
-	for _, n := range []string{"base.vmdk", "mid.vmdk", "top.vmdk"} {
-		b, err := os.ReadFile(filepath.Join(dir, n))
-		if err != nil {
-			t.Fatal(err)
-		}
-		files[n] = b
-	}
-	srv := httpsrctest.New(files)
+	srv := httpsrctest.New(chainFiles(t, dir))
 	defer srv.Close()
 	srv.StallFor = 3 * time.Second
 	td := startDaemon(t, Config{ChunkSize: 64 << 10, Source: source.Config{Retry: fastRetry, StallTimeout: 10 * time.Second}})

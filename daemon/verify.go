@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/h2kvm/h2kvm/store"
-	"github.com/h2kvm/h2kvm/vfs"
 	"github.com/h2kvm/h2kvm/vfs/source/tarsrc"
 )
 
@@ -138,8 +137,6 @@ func (d *Daemon) digest(ctx context.Context, e *export, h hash.Hash) (string, in
 	}
 	return hex.EncodeToString(sum), src.Size(), nil
 }
-
-var _ vfs.Opener = (*cachingOpener)(nil)
 
 // checkManifest refuses an expected digest that no file could match.
 func checkManifest(spec ExportSpec) error {
